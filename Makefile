@@ -1,0 +1,26 @@
+# espnet-peft: every target sets up what it needs on a fresh machine (Debian tools + pinned venv) first.
+PYTHON := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-test test test-full benchmark clean-venv
+
+setup:
+	tools/setup_env.sh
+
+setup-test:
+	tools/setup_env.sh --test
+
+## the README's test command: installs what is missing, then runs the test suite (~10 min on 2 cores)
+test: setup-test
+	$(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+## also the slow end-to-end cases (marked `full`)
+test-full: setup-test
+	$(PYTHON) -m pytest -q tests --run-full $(PYTEST_ARGS)
+
+## speed and memory of each adapter against the frozen floor, full fine-tuning and HF peft; writes JSON
+benchmark: setup-test
+	$(PYTHON) benchmarks/adapter_step.py --output benchmarks/results/adapter_step_cpu.json
+
+clean-venv:
+	rm -rf .venv

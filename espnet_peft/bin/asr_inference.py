@@ -1,0 +1,11 @@
+"""Drop-in for ``python -m espnet2.bin.asr_inference`` that also loads espnet_peft adapter checkpoints."""
+
+from espnet2.bin import asr_inference as stock
+
+from espnet_peft.env_hook import patch_module_tasks
+
+Speech2Text = patch_module_tasks(stock).Speech2Text
+main = stock.main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""Environment-activated hook: lets ESPnet's own ``asr.sh`` / ``s2t.sh`` (stock ``python -m espnet2.bin.*``) use
+the plugin. The package installs ``espnet_peft_env_hook.pth``, which imports this module at interpreter start-up;
+with ``ESPNET_PEFT=1`` in the environment it arranges that, as soon as ``espnet2.tasks.asr`` / ``s2t`` / ``s2t_ctc``
+is imported, its task class is replaced by the plugin subclass. Spawned DDP children inherit the environment and
+run the same start-up, so every process sees the plugin. Without the variable this module does nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from types import ModuleType
+from typing import Optional, Sequence
+
+ENV_VARIABLE = "ESPNET_PEFT"
+TASK_MODULES = ("espnet2.tasks.asr", "espnet2.tasks.s2t", "espnet2.tasks.s2t_ctc")
+
+
+def patch_module_tasks(module: ModuleType) -> ModuleType:
+    """Replace the stock task classes that ``module`` holds (defined in TASK_MODULES) by their plugin subclasses."""
+    from espnet2.tasks.abs_task import AbsTask
+
+    from espnet_peft.tasks.peft_task import peft_task
+
+    for name, value in list(vars(module).items()):
+        if isinstance(value, type) and issubclass(value, AbsTask) and value.__module__ in TASK_MODULES:
+            setattr(module, name, peft_task(value))
+    return module
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Finds the real spec of a task module and patches the module right after it has executed."""
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None):
+        if fullname not in TASK_MODULES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        execute = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            execute(module)
+            patch_module_tasks(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def install() -> None:
+    if not any(isinstance(finder, _PatchAfterImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _PatchAfterImport())
+    for name in TASK_MODULES:
+        if name in sys.modules:
+            patch_module_tasks(sys.modules[name])
+
+
+if os.environ.get(ENV_VARIABLE, "") not in ("", "0", "false"):
+    install()

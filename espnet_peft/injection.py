@@ -1,0 +1,221 @@
+"""Putting adapters into a model: target selection, per-module configs, replacement, freezing, reporting.
+
+The ``adapter_conf`` a user writes in YAML is the injection spec::
+
+    adapter_conf:
+      method: ssvd_o                  # lora | dora | pissa | ssvd | ssvd_o
+      target_modules: [linear_q, linear_v]   # list: exact name or name suffix; string: regex (fullmatch);
+                                             # "all-linear": every nn.Linear except output heads
+      exclude_modules: [decoder]      # same matching rules; wins over target_modules
+      overrides: {"encoder\\.encoders\\.0\\..*": {budget: 2000}}   # per-module field changes (suffix or regex)
+      total_budget: 500000            # optional: derive per-layer rank / k from a whole-model parameter budget
+      frozen_norms: eval              # eval (default): frozen BatchNorm keeps its running stats; train: stock
+      budget: 4000                    # ... plus the method's own fields (see each method's config docstring)
+      outer_share: 0.5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections import defaultdict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from espnet_peft.tuners import AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
+
+#: output heads that "all-linear" never adapts (ESPnet ASR, OWSM, OWSM-CTC names)
+OUTPUT_HEADS = ("ctc.ctc_lo", "decoder.output_layer", "encoder.conditioning_layer", "lm_head", "output_layer")
+#: attribute under which the injection spec is kept on the model (read by merge / export)
+SPEC_ATTRIBUTE = "espnet_peft_spec"
+
+TargetSpec = Union[str, Sequence[str]]
+
+
+@dataclasses.dataclass
+class InjectionSpec:
+    method: str
+    target_modules: TargetSpec = "all-linear"
+    exclude_modules: Optional[TargetSpec] = None
+    overrides: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
+    total_budget: Optional[int] = None
+    frozen_norms: str = "eval"
+    method_fields: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> "InjectionSpec":
+        conf = dict(conf)
+        if "method" not in conf:
+            raise AdapterConfigError("adapter_conf needs 'method' (one of lora, dora, pissa, ssvd, ssvd_o)")
+        own = {f.name for f in dataclasses.fields(cls)} - {"method_fields"}
+        spec = cls(**{k: conf.pop(k) for k in list(conf) if k in own}, method_fields=conf)
+        if spec.total_budget is None:  # validate early; with a total budget the plan supplies rank / k per layer
+            get_layer_class(spec.method).config_class.from_dict(spec.method_fields)
+        if spec.frozen_norms not in ("eval", "train"):
+            raise AdapterConfigError(f"frozen_norms must be 'eval' or 'train', got {spec.frozen_norms!r}")
+        if spec.total_budget is not None and spec.overrides:
+            raise AdapterConfigError("total_budget derives every layer's setting; it cannot be combined with overrides")
+        return spec
+
+    def to_conf(self) -> Dict[str, Any]:
+        conf = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method_fields"}
+        conf.update(self.method_fields)
+        return conf
+
+
+def name_matches(name: str, patterns: TargetSpec) -> bool:
+    """HF peft semantics: a string is a regex matched against the whole name; a list holds names or suffixes."""
+    if isinstance(patterns, str):
+        return re.fullmatch(patterns, name) is not None
+    return any(name == p or name.endswith("." + p) for p in patterns)
+
+
+def is_output_head(name: str) -> bool:
+    return any(name == head or name.endswith("." + head) for head in OUTPUT_HEADS)
+
+
+def find_targets(model: nn.Module, target_modules: TargetSpec, exclude_modules: Optional[TargetSpec] = None
+                 ) -> Dict[str, nn.Linear]:
+    """The ``nn.Linear`` modules selected by ``target_modules`` minus ``exclude_modules``; errors name what exists."""
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, AdapterLayer)}
+    if target_modules == "all-linear":
+        chosen = {n: m for n, m in linears.items() if not is_output_head(n)}
+    else:
+        chosen = {n: m for n, m in linears.items() if name_matches(n, target_modules)}
+        non_linear = [n for n, m in model.named_modules() if n and n not in linears and name_matches(n, target_modules)]
+        if not chosen and non_linear:
+            raise AdapterConfigError(
+                f"target_modules {target_modules!r} matched only non-Linear modules (e.g. {non_linear[:5]}); "
+                "adapters wrap nn.Linear layers"
+            )
+    if exclude_modules:
+        chosen = {n: m for n, m in chosen.items() if not name_matches(n, exclude_modules)}
+    if not chosen:
+        sample = list(linears)[:: max(1, len(linears) // 12)][:12]
+        suffixes = sorted({n.rsplit(".", 1)[-1] for n in linears})
+        raise AdapterConfigError(
+            f"target_modules {target_modules!r} (exclude {exclude_modules!r}) matched no nn.Linear module. "
+            f"Linear module names in this model include {sample}; their last components are {suffixes}"
+        )
+    return chosen
+
+
+def layer_configs(spec: InjectionSpec, targets: Mapping[str, nn.Linear]) -> Dict[str, AdapterConfig]:
+    """One validated config per target module, with overrides or the ``total_budget`` plan applied."""
+    config_class = get_layer_class(spec.method).config_class
+    if spec.total_budget is not None:
+        from espnet_peft.budget import plan_budget
+
+        shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
+        plan = plan_budget(spec.method, shapes, spec.total_budget, spec.method_fields)
+        return {n: config_class.from_dict({**spec.method_fields, **plan.layer_fields[n]}) for n in targets}
+    base = config_class.from_dict(spec.method_fields)
+    configs = {}
+    for name in targets:
+        fields = {}
+        for pattern, changes in spec.overrides.items():
+            if name_matches(name, pattern) or name_matches(name, [pattern]):
+                fields.update(changes)
+        configs[name] = base.replace(**fields) if fields else base
+    return configs
+
+
+def _stay_in_eval(module: nn.Module, _inputs: Tuple) -> None:
+    # Frozen BatchNorm must not keep updating running statistics in train mode: the base would drift.
+    module.training = False
+
+
+@dataclasses.dataclass
+class InjectionReport:
+    method: str
+    layers: Dict[str, AdapterLayer]
+    trainable: int
+    total: int
+
+    def table(self) -> str:
+        return parameter_table(self.layers, self.trainable, self.total)
+
+
+def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSpec]) -> InjectionReport:
+    """Replace the selected ``nn.Linear`` layers by adapter layers and freeze everything else.
+
+    Every check (matching, field values, ranks against shapes) runs before the model is touched, so a bad config
+    leaves the model as it was.
+    """
+    spec = conf if isinstance(conf, InjectionSpec) else InjectionSpec.from_conf(conf)
+    if getattr(model, SPEC_ATTRIBUTE, None) is not None:
+        raise AdapterConfigError("this model already has espnet_peft adapters; merge them before injecting again")
+    layer_class = get_layer_class(spec.method)
+    targets = find_targets(model, spec.target_modules, spec.exclude_modules)
+    configs = layer_configs(spec, targets)
+    for name, module in targets.items():
+        try:
+            layer_class.check_shape(module.out_features, module.in_features, configs[name])
+        except AdapterConfigError as error:
+            raise AdapterConfigError(f"module '{name}': {error}") from None
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    layers = {}
+    for name, module in targets.items():
+        layers[name] = layer_class(module, configs[name])
+        _set_submodule(model, name, layers[name])
+    if spec.frozen_norms == "eval":
+        for module in model.modules():
+            if isinstance(module, _BatchNorm):
+                module.register_forward_pre_hook(_stay_in_eval)
+    setattr(model, SPEC_ATTRIBUTE, spec.to_conf())
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    report = InjectionReport(spec.method, layers, trainable, sum(p.numel() for p in model.parameters()))
+    logging.info("espnet_peft: %s adapters on %d modules\n%s", spec.method, len(layers), report.table())
+    return report
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def adapter_layers(model: nn.Module) -> Dict[str, AdapterLayer]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, AdapterLayer)}
+
+
+def initialise_adapters(model: nn.Module, force: bool = False) -> int:
+    """Run the weight-dependent initialisation of every adapter not yet initialised; returns how many ran."""
+    return sum(layer.initialise_from_weight(force=force) for layer in adapter_layers(model).values())
+
+
+def merge_adapters(model: nn.Module) -> nn.Module:
+    """Replace every adapter layer by a plain ``nn.Linear`` holding its merged weight (in place)."""
+    for name, layer in adapter_layers(model).items():
+        _set_submodule(model, name, layer.to_linear())
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            for key, hook in list(module._forward_pre_hooks.items()):
+                if hook is _stay_in_eval:
+                    del module._forward_pre_hooks[key]
+    if hasattr(model, SPEC_ATTRIBUTE):
+        delattr(model, SPEC_ATTRIBUTE)
+    return model
+
+
+def parameter_table(layers: Mapping[str, AdapterLayer], trainable: int, total: int) -> str:
+    """Trainable parameters per module type (last name component) and in total."""
+    rows: Dict[str, List[int]] = defaultdict(lambda: [0, 0])
+    for name, layer in layers.items():
+        kind = name.rsplit(".", 1)[-1]
+        if kind.isdigit():  # e.g. cgmlp.channel_proj1.0
+            kind = ".".join(name.rsplit(".", 2)[-2:])
+        rows[kind][0] += 1
+        rows[kind][1] += layer.num_trainable_parameters()
+    width = max([len("module type")] + [len(k) for k in rows])
+    lines = [f"{'module type':<{width}}  {'layers':>6}  {'trainable':>12}"]
+    lines += [f"{k:<{width}}  {n:>6}  {p:>12,}" for k, (n, p) in sorted(rows.items())]
+    share = 100.0 * trainable / max(total, 1)
+    lines.append(f"{'total':<{width}}  {len(layers):>6}  {trainable:>12,}  of {total:,} ({share:.3f}%)")
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""ESPnet trainer that initialises SVD-dependent adapters once the pretrained weights are in place."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from espnet2.train.trainer import Trainer
+
+from espnet_peft.injection import adapter_layers, initialise_adapters
+from espnet_peft.layers.create_adapter import ADAPTER_NAME
+from espnet_peft.train.checkpoint import is_full_state, load_adapter_only_state
+
+
+def uses_plugin(options) -> bool:
+    return bool(getattr(options, "use_adapter", False)) and getattr(options, "adapter", None) == ADAPTER_NAME
+
+
+class PeftTrainer(Trainer):
+    """``AbsTask.main_worker`` loads ``init_param`` after building the optimizer and before ``Trainer.run``; this is
+    the first point where the pretrained weights are in the model, and it comes before the DDP wrap, which then
+    broadcasts rank 0's adapter state to the other ranks."""
+
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory, plot_attention_iter_factory,
+            trainer_options, distributed_option) -> None:
+        if uses_plugin(trainer_options):
+            prepare_for_training(model, trainer_options)
+        super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+                    plot_attention_iter_factory, trainer_options, distributed_option)
+
+
+def prepare_for_training(model: torch.nn.Module, options) -> None:
+    checkpoint = Path(options.output_dir) / "checkpoint.pth"
+    if options.resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+        if not is_full_state(model, state):
+            # Adapter-only checkpoints go on the pristine base (so PiSSA's residual is rebuilt from the saved factors);
+            # Trainer.resume then loads the same tensors again, harmlessly, along with optimizer and reporter state.
+            load_adapter_only_state(model, state, source=checkpoint)
+        logging.info("espnet_peft: resuming adapters from %s", checkpoint)
+    else:
+        count = initialise_adapters(model)
+        logging.info("espnet_peft: initialised %d of %d adapter layers from the loaded weights",
+                     count, len(adapter_layers(model)))
+    if options.save_strategy == "adapter_only":
+        # ESPnet's own adapter_only branch knows only loralib/houlsby. Keeping the trainable tensors plus buffers is
+        # what an adapter-only checkpoint of ours must hold (SVD factors, PiSSA's initial factors, init flags).
+        options.save_strategy = "required_grad_only"

@@ -1,0 +1,75 @@
+"""Choosing, by measurement, how a low-rank-core adapter applies its update.
+
+Two exact ways to compute ``y = W' x + b`` with ``W' = W + U M Vh`` (``U: [d_out, k]``, ``M: [k, k]``,
+``Vh: [k, d_in]``):
+
+* ``lowrank``: ``W x + U (M (Vh x))`` costs ``k (d_in + k + d_out)`` extra per token, forward and backward;
+* ``rebuild``: form ``W'`` once per step and run one dense matmul; costs ``d_out k (k + d_in)`` per step, but the
+  backward then needs the full ``d_out x d_in`` weight gradient.
+
+Which is cheaper depends on ``k``, the layer shape, the tokens in the batch and the hardware, so ``auto`` times both
+on the first batch of each (shape, k, token-count bucket, grad mode, device, dtype) and caches the winner.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, Sequence, Tuple
+
+import torch
+
+COMPUTE_PATHS = ("auto", "lowrank", "rebuild")
+
+_DECISIONS: Dict[Tuple, str] = {}
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_once(run: Callable[[], None], device: torch.device) -> float:
+    _synchronise(device)
+    start = time.perf_counter()
+    run()
+    _synchronise(device)
+    return time.perf_counter() - start
+
+
+def measure_fastest(
+    candidates: Dict[str, Callable[[], torch.Tensor]],
+    grad_inputs: Sequence[torch.Tensor],
+    device: torch.device,
+    repeats: int = 3,
+) -> str:
+    """Name of the candidate with the smallest median time; with ``grad_inputs`` the backward is timed too.
+
+    Gradients are taken with ``torch.autograd.grad`` so nothing accumulates into ``.grad`` of real parameters.
+    """
+    timings = {}
+    for name, forward in candidates.items():
+
+        def run(forward: Callable[[], torch.Tensor] = forward) -> None:
+            out = forward()
+            if grad_inputs:
+                torch.autograd.grad(out.sum(), list(grad_inputs))
+
+        run()  # warm-up: allocator, kernels, lazy init
+        times = sorted(_time_once(run, device) for _ in range(repeats))
+        timings[name] = times[len(times) // 2]
+    return min(timings, key=timings.get)
+
+
+def token_bucket(num_tokens: int) -> int:
+    """Power-of-two bucket so that variable-length batches reuse one decision."""
+    return max(num_tokens, 1).bit_length()
+
+
+def cached_choice(key: Tuple, choose: Callable[[], str]) -> str:
+    if key not in _DECISIONS:
+        _DECISIONS[key] = choose()
+    return _DECISIONS[key]
+
+
+def clear_decisions() -> None:
+    _DECISIONS.clear()

@@ -1,0 +1,51 @@
+"""SSVD configuration (Wang, Watanabe, Van hamme, ASRU 2025)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Dict, Optional, Tuple
+
+from espnet_peft.tuners.base import AdapterConfigError, positive_int
+from espnet_peft.tuners.subspace_rotation import SubspaceRotationConfig, largest_inner_rank
+
+
+@dataclasses.dataclass
+class SsvdConfig(SubspaceRotationConfig):
+    """Rotate the top-k right (input-side) singular vectors of ``W`` and shift the top-k singular values.
+
+    Set exactly one of:
+        k: the number of rotated directions on every adapted layer;
+        budget: trainable parameters per layer; ``k`` is the largest with ``k (k - 1) / 2 + k <= budget``;
+        rotation_ratio: ``k = round(rotation_ratio * min(d_in, d_out))`` per layer.
+
+    Trainable parameters per layer: ``k (k - 1) / 2 + k`` (the paper's count, without upstream's gate scalar).
+    Unlike upstream ESPnet, the rotation is always on the input side, also for ``d_out < d_in`` (as in the paper).
+    See :class:`SubspaceRotationConfig` for ``rotation_map`` and ``compute_path``.
+    """
+
+    method: ClassVar[str] = "ssvd"
+
+    k: Optional[int] = None
+    budget: Optional[int] = None
+    rotation_ratio: Optional[float] = None
+
+    def validate(self) -> None:
+        super().validate()
+        given = [name for name in ("k", "budget", "rotation_ratio") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise AdapterConfigError(f"ssvd needs exactly one of k, budget, rotation_ratio; got {given or 'none'}")
+        positive_int("k", self.k)
+        positive_int("budget", self.budget)
+        if self.rotation_ratio is not None and not 0 < self.rotation_ratio <= 1:
+            raise AdapterConfigError(f"rotation_ratio must be in (0, 1], got {self.rotation_ratio}")
+
+    def resolve_ranks(self, d_out: int, d_in: int) -> Tuple[int, int]:
+        if self.k is not None:
+            return self.k, 0
+        if self.budget is not None:
+            return largest_inner_rank(self.budget), 0
+        return max(1, round(self.rotation_ratio * min(d_out, d_in))), 0
+
+    @classmethod
+    def fields_for_budget(cls, d_out: int, d_in: int, budget: int) -> Dict[str, Any]:
+        return {"budget": int(budget), "k": None, "rotation_ratio": None}

@@ -1,0 +1,44 @@
+"""SVD and rotation helpers shared by the SVD-based methods (PiSSA, SSVD, SSVD-O)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+
+def top_singular_triplets(
+    weight: torch.Tensor, k: int, niter: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-``k`` thin SVD of ``weight`` (``[d_out, d_in]``) in fp32: ``U [d_out, k]``, ``S [k]``, ``V [d_in, k]``.
+
+    ``niter=None`` runs an exact SVD; an integer runs ``torch.svd_lowrank`` with that many power iterations.
+    """
+    weight = weight.float()
+    if niter is None:
+        u, s, vh = torch.linalg.svd(weight, full_matrices=False)
+        return u[:, :k].contiguous(), s[:k].contiguous(), vh[:k].T.contiguous()
+    u, s, v = torch.svd_lowrank(weight, q=k, niter=niter)
+    return u, s, v
+
+
+def skew_symmetric(upper: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k x k`` skew-symmetric matrix whose strict upper triangle is ``upper`` (``k (k-1) / 2`` values)."""
+    rows, cols = torch.triu_indices(k, k, offset=1, device=upper.device)
+    g = upper.new_zeros(k, k)
+    g[rows, cols] = upper
+    return g - g.T
+
+
+def cayley(g: torch.Tensor) -> torch.Tensor:
+    """``(I - G)^-1 (I + G)``: orthogonal for skew-symmetric ``G``; a linear solve, never an explicit inverse."""
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    return torch.linalg.solve(eye - g, eye + g)
+
+
+def linear_rotation(g: torch.Tensor) -> torch.Tensor:
+    """``I + 2 G``: the first-order expansion of the Cayley map (upstream ESPnet's default); not orthogonal."""
+    return torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) + 2 * g
+
+
+ROTATION_MAPS = {"cayley": cayley, "linear": linear_rotation}
