@@ -30,7 +30,7 @@ class BudgetPlan:
 
     def adapter_conf(self, **shared: Any) -> Dict[str, Any]:
         """An ``adapter_conf`` that reproduces the plan: the most common setting plus per-module overrides."""
-        as_items = {n: tuple(sorted(f.items())) for n, f in self.layer_fields.items()}
+        as_items = {n: _set_items(f) for n, f in self.layer_fields.items()}
         common = Counter(as_items.values()).most_common(1)[0][0]
         overrides = {n.replace(".", r"\."): dict(f) for n, f in as_items.items() if f != common}
         conf = {"method": self.method, **shared, **dict(common)}
@@ -39,17 +39,27 @@ class BudgetPlan:
         return conf
 
 
+def _set_items(fields: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:
+    return tuple(sorted((k, v) for k, v in fields.items() if v is not None))
+
+
 def plan_budget(method: str, shapes: Mapping[str, Shape], total: int, fields: Optional[Mapping[str, Any]] = None,
                 ) -> BudgetPlan:
-    """Per-layer settings of ``method`` that spend about ``total`` trainable parameters over ``shapes``."""
+    """Per-layer settings of ``method`` that spend about ``total`` trainable parameters over ``shapes``.
+
+    Each layer gets a share of what is still unspent, proportional to its ``d_in + d_out`` among the layers still to
+    plan, and rounds it to its method's integer rank / k. The rounding error thus carries to the next layers
+    (error diffusion), so the total lands close to ``total`` even where a single rank step is coarse.
+    """
     layer_class = get_layer_class(method)
     config_class = layer_class.config_class
-    weight = sum(d_out + d_in for d_out, d_in in shapes.values())
+    remaining_weight = sum(d_out + d_in for d_out, d_in in shapes.values())
     layer_fields, achieved = {}, 0
     for name, (d_out, d_in) in shapes.items():
-        layer_budget = total * (d_out + d_in) / weight
+        layer_budget = int(round((total - achieved) * (d_out + d_in) / remaining_weight))
+        remaining_weight -= d_out + d_in
         try:
-            layer_fields[name] = config_class.fields_for_budget(d_out, d_in, int(round(layer_budget)))
+            layer_fields[name] = config_class.fields_for_budget(d_out, d_in, layer_budget, fields or {})
             config = config_class.from_dict({**(fields or {}), **layer_fields[name]})
             layer_class.check_shape(d_out, d_in, config)
         except AdapterConfigError as error:
@@ -85,7 +95,7 @@ def match_budget(model_or_shapes: "nn.Module | Mapping[str, Shape]", total: int,
 def format_plans(plans: Mapping[str, BudgetPlan]) -> str:
     lines = [f"{'method':<8}  {'target':>10}  {'achieved':>10}  {'error':>7}  settings"]
     for method, plan in plans.items():
-        settings = Counter(tuple(sorted(f.items())) for f in plan.layer_fields.values())
+        settings = Counter(_set_items(f) for f in plan.layer_fields.values())
         shown = "; ".join(f"{dict(s)} x{n}" for s, n in settings.most_common())
         lines.append(f"{method:<8}  {plan.target:>10,}  {plan.achieved:>10,}  {plan.relative_error:>+7.2%}  {shown}")
     return "\n".join(lines)

@@ -54,8 +54,11 @@ class AdapterConfig:
         """Check field values that do not depend on the layer shape."""
 
     @classmethod
-    def fields_for_budget(cls, d_out: int, d_in: int, budget: int) -> Dict[str, Any]:
-        """Settings that spend as much of ``budget`` trainable parameters as possible on a ``d_out x d_in`` layer."""
+    def fields_for_budget(cls, d_out: int, d_in: int, budget: int, fields: Mapping[str, Any]) -> Dict[str, Any]:
+        """Settings that spend as much of ``budget`` trainable parameters as possible on a ``d_out x d_in`` layer.
+
+        ``fields`` are the user's other fields (e.g. SSVD-O's ``outer_share``); unset fields are returned as None.
+        """
         raise NotImplementedError
 
 

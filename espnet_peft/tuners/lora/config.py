@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar, Dict
+from typing import Any, ClassVar, Dict, Mapping
 
 from espnet_peft.tuners.base import AdapterConfig, AdapterConfigError, positive_int
 
@@ -40,7 +40,7 @@ class LoraConfig(AdapterConfig):
     extra_per_output: ClassVar[int] = 0
 
     @classmethod
-    def fields_for_budget(cls, d_out: int, d_in: int, budget: int) -> Dict[str, Any]:
+    def fields_for_budget(cls, d_out: int, d_in: int, budget: int, fields: Mapping[str, Any]) -> Dict[str, Any]:
         overhead = cls.extra_per_output * d_out
         rank = round((budget - overhead) / (d_in + d_out))
         if rank < 1:

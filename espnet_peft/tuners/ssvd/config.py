@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 from espnet_peft.tuners.base import AdapterConfigError, positive_int
 from espnet_peft.tuners.subspace_rotation import SubspaceRotationConfig, largest_inner_rank
@@ -47,5 +47,6 @@ class SsvdConfig(SubspaceRotationConfig):
         return max(1, round(self.rotation_ratio * min(d_out, d_in))), 0
 
     @classmethod
-    def fields_for_budget(cls, d_out: int, d_in: int, budget: int) -> Dict[str, Any]:
-        return {"budget": int(budget), "k": None, "rotation_ratio": None}
+    def fields_for_budget(cls, d_out: int, d_in: int, budget: int, fields: Mapping[str, Any]) -> Dict[str, Any]:
+        k = min(largest_inner_rank(budget), min(d_out, d_in))
+        return {"k": k, "budget": None, "rotation_ratio": None}

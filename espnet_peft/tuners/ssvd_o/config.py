@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 from espnet_peft.tuners.base import AdapterConfigError, positive_int
 from espnet_peft.tuners.subspace_rotation import (
@@ -87,5 +87,8 @@ class SsvdOConfig(SubspaceRotationConfig):
         return split_budget(self.budget, float(self.outer_share), min(d_out, d_in))
 
     @classmethod
-    def fields_for_budget(cls, d_out: int, d_in: int, budget: int) -> Dict[str, Any]:
-        return {"budget": int(budget), "k_inner": None, "k_outer": None}
+    def fields_for_budget(cls, d_out: int, d_in: int, budget: int, fields: Mapping[str, Any]) -> Dict[str, Any]:
+        limit = min(d_out, d_in)
+        budget = min(budget, subspace_parameters(limit, limit))
+        k_inner, k_outer = split_budget(budget, float(fields.get("outer_share", 0.0)), limit)
+        return {"k_inner": k_inner, "k_outer": k_outer, "budget": None}
