@@ -6,6 +6,7 @@ in-process, from the session's tiny pretrained ASR / OWSM-style S2T model via ``
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 import torch
 from espnet2.train.reporter import Reporter
 
-from espnet_fixtures import PretrainedModel, decode, finetune_cmd, read_wav_scp, run_task
+from espnet_fixtures import PretrainedModel, decode, finetune_cmd, read_wav_scp
 from espnet_peft.export import apply_adapter_to_experiment, export_adapter, merge_experiment, task_class
 from espnet_peft.injection import adapter_layers
 from espnet_peft.tuners import METHODS
@@ -40,7 +41,7 @@ def adapter_args(method: str, **extra: object) -> list:
 def finetune(pretrained: PretrainedModel, out: Path, method: str, *extra: str, max_epoch: int = 3) -> Path:
     cmd = finetune_cmd(pretrained, out, [*adapter_args(method), "--max_epoch", str(max_epoch),
                                          "--optim_conf", "lr=0.01", "--scheduler", "none", "--seed", "1", *extra])
-    run_task(pretrained.task, cmd, task_cls=task_class(pretrained.task))
+    importlib.import_module(f"espnet_peft.bin.{pretrained.task}_train").main(cmd)  # the drop-in entry module
     return out
 
 
@@ -129,7 +130,11 @@ def test_merged_model_loads_in_a_process_without_the_plugin(pretrained_asr: Pret
         f"asr_model_file={str(merged_dir / 'model.pth')!r}, device='cpu', beam_size=1, nbest=1, ctc_weight=0.3)\n"
         f"speech, _ = soundfile.read({str(wav)!r}, dtype='float32')\n"
         "hyp = s2t(speech)[0][0]\n"
-        "assert not [m for m in sys.modules if m.startswith('espnet_peft')], 'plugin was imported'\n"
+        "from espnet2.layers.create_adapter import create_adapter_fn_table\n"
+        "from espnet2.tasks.asr import ASRTask\n"
+        "inert = {'espnet_peft', 'espnet_peft.env_hook'}  # the .pth start-up hook, inactive without ESPNET_PEFT\n"
+        "assert not [m for m in sys.modules if m.startswith('espnet_peft') and m not in inert], 'plugin imported'\n"
+        "assert 'espnet_peft' not in create_adapter_fn_table and ASRTask.__module__ == 'espnet2.tasks.asr'\n"
         "print(json.dumps(hyp))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "ESPNET_PEFT"}
@@ -194,3 +199,20 @@ def _child_view(task: type) -> tuple:
     parser = task.get_parser()
     choices = next(a.choices for a in parser._actions if "--adapter" in a.option_strings)
     return f"{task.__module__}.{task.__qualname__}", "espnet_peft" in create_adapter_fn_table, list(choices)
+
+
+def test_env_hook_lets_stock_espnet_entry_points_use_the_plugin(pretrained_asr: PretrainedModel, tmp_path: Path
+                                                                ) -> None:
+    """What ESPnet's asr.sh runs: stock ``python -m espnet2.bin.asr_train`` with ESPNET_PEFT=1 in the environment."""
+    out = tmp_path / "exp"
+    cmd = finetune_cmd(pretrained_asr, out, [*adapter_args("ssvd_o"), "--max_epoch", "1"])
+    env = {**os.environ, "ESPNET_PEFT": "1"}
+    result = subprocess.run([sys.executable, "-m", "espnet2.bin.asr_train", *cmd], capture_output=True, text=True,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "espnet_peft: initialised" in result.stderr
+    state = load_state(out / "1epoch.pth")
+    assert any(k.endswith("sigma_delta") for k in state)
+    without = subprocess.run([sys.executable, "-m", "espnet2.bin.asr_train", *cmd], capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items() if k != "ESPNET_PEFT"}, cwd=tmp_path)
+    assert without.returncode != 0 and "invalid choice: 'espnet_peft'" in without.stderr

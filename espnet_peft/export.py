@@ -1,0 +1,200 @@
+"""Merging an adapted experiment into a plain ESPnet model, and exporting / applying adapter-only packages.
+
+An adapter package is a directory with:
+  * ``adapter_config.yaml``: the task, the injection spec (``adapter_conf``) and the trainable-parameter count;
+  * ``adapter_model.pth``: every adapter layer's tensors (trainable ones plus frozen SVD factors / initial factors);
+  * ``base_fingerprint.json``: per base tensor, its shape and a few order-sensitive statistics of the *pretrained*
+    values, so that applying the package to another base model is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Tuple
+
+import torch
+import yaml
+from torch import nn
+
+from espnet_peft.injection import SPEC_ATTRIBUTE, adapter_layers, inject_adapters, merge_adapters
+from espnet_peft.layers.create_adapter import ADAPTER_NAME
+from espnet_peft.train.checkpoint import load_adapter_only_state
+
+TASKS = {"asr": "espnet_peft.tasks.asr:ASRTask", "s2t": "espnet_peft.tasks.s2t:S2TTask",
+         "s2t_ctc": "espnet_peft.tasks.s2t_ctc:S2TTask"}
+PACKAGE_FORMAT = 1
+FINGERPRINT_RTOL = 1e-4
+
+
+def task_class(task: str) -> Any:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+    module, name = TASKS[task].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@contextmanager
+def atomic_directory(output_dir: Path) -> Iterator[Path]:
+    """Write into a temporary sibling and rename at the end: a failure never leaves a half-written output."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        yield staging
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+# ----- fingerprints ------------------------------------------------------------------------------------------------
+def _summary(tensor: torch.Tensor) -> List[float]:
+    flat = tensor.detach().double().flatten().cpu()
+    n = flat.numel()
+    picks = [flat[i].item() for i in sorted({0, n // 3, (2 * n) // 3, n - 1})] if n else []
+    return [flat.sum().item(), flat.abs().sum().item(), flat.norm().item(), *picks]
+
+
+def base_fingerprint(model: nn.Module) -> Dict[str, Dict[str, Any]]:
+    """Shape and statistics of every base parameter, with adapted layers reported by their *pretrained* weight."""
+    layers = adapter_layers(model)
+    adapter_tensors = {f"{n}.{k}" for n, layer in layers.items() for k in layer.adapter_state_dict()}
+    pretrained = {f"{n}.weight": layer.pretrained_weight() for n, layer in layers.items()}
+    fingerprint = {}
+    for name, parameter in model.named_parameters():
+        if name in adapter_tensors:
+            continue
+        tensor = pretrained.get(name, parameter)
+        fingerprint[name] = {"shape": list(tensor.shape), "stats": _summary(tensor)}
+    return fingerprint
+
+
+def fingerprint_mismatches(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> List[str]:
+    problems = [f"missing tensor {n}" for n in expected if n not in actual]
+    problems += [f"extra tensor {n}" for n in actual if n not in expected]
+    for name in expected.keys() & actual.keys():
+        want, got = expected[name], actual[name]
+        if want["shape"] != got["shape"]:
+            problems.append(f"{name}: shape {got['shape']} != {want['shape']}")
+            continue
+        scale = max(abs(want["stats"][2]), 1e-12)  # relative to the tensor's norm
+        if any(abs(a - b) > FINGERPRINT_RTOL * scale for a, b in zip(want["stats"], got["stats"])):
+            problems.append(f"{name}: values differ")
+    return sorted(problems)
+
+
+# ----- merge -------------------------------------------------------------------------------------------------------
+def _plain_config(config: Dict[str, Any], output_dir: Path, staging: Path) -> Dict[str, Any]:
+    """The training config without the adapter, with the files it needs copied next to the model."""
+    config = dict(config)
+    config.update(use_adapter=False, adapter="lora", adapter_conf={}, init_param=[], save_strategy="all")
+    for holder, key in ((config, "bpemodel"), (config.get("normalize_conf") or {}, "stats_file")):
+        path = holder.get(key)
+        if path and Path(path).is_file():
+            shutil.copy(path, staging / Path(path).name)
+            holder[key] = str((output_dir / Path(path).name).resolve())
+    return config
+
+
+def merge_experiment(task: str, config_file: Path, model_file: Path, output_dir: Path) -> Path:
+    """Write ``output_dir/{config.yaml, model.pth}``: a plain ESPnet model with the adapters merged in.
+
+    Stock ``espnet2.bin.*_inference`` loads it with no plugin imported.
+    """
+    model, _ = task_class(task).build_model_from_file(config_file, model_file, "cpu")
+    if not adapter_layers(model):
+        raise ValueError(f"{model_file} with {config_file} has no espnet_peft adapters to merge")
+    merge_adapters(model)
+    with open(config_file, encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir) as staging:
+        plain = _plain_config(config, output_dir, staging)
+        torch.save(model.state_dict(), staging / "model.pth")
+        with open(staging / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(plain, f, sort_keys=False)
+    return output_dir
+
+
+# ----- adapter packages --------------------------------------------------------------------------------------------
+def export_adapter(task: str, config_file: Path, model_file: Path, output_dir: Path) -> Path:
+    model, _ = task_class(task).build_model_from_file(config_file, model_file, "cpu")
+    layers = adapter_layers(model)
+    if not layers:
+        raise ValueError(f"{model_file} has no espnet_peft adapters to export")
+    state = {f"{n}.{k}": v for n, layer in layers.items() for k, v in layer.adapter_state_dict().items()}
+    meta = {
+        "format": PACKAGE_FORMAT,
+        "task": task,
+        "adapter_conf": getattr(model, SPEC_ATTRIBUTE),
+        "trainable_parameters": sum(layer.num_trainable_parameters() for layer in layers.values()),
+        "source": {"config": str(config_file), "model_file": str(model_file)},
+    }
+    with atomic_directory(Path(output_dir)) as staging:
+        torch.save(state, staging / "adapter_model.pth")
+        (staging / "base_fingerprint.json").write_text(json.dumps(base_fingerprint(model)))
+        with open(staging / "adapter_config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(meta, f, sort_keys=False)
+    return Path(output_dir)
+
+
+def read_package(package_dir: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], Dict[str, Any]]:
+    package_dir = Path(package_dir)
+    names = ("adapter_config.yaml", "adapter_model.pth", "base_fingerprint.json")
+    missing = [n for n in names if not (package_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{package_dir} is not an adapter package: missing {missing} (see espnet_peft.export)")
+    meta = yaml.safe_load((package_dir / "adapter_config.yaml").read_text(encoding="utf-8"))
+    state = torch.load(package_dir / "adapter_model.pth", map_location="cpu", weights_only=True)
+    fingerprint = json.loads((package_dir / "base_fingerprint.json").read_text())
+    return meta, state, fingerprint
+
+
+def apply_adapter(model: nn.Module, package_dir: Path) -> nn.Module:
+    """Inject the package's adapters into a plain base ``model`` (in place), refusing a different base model."""
+    meta, state, fingerprint = read_package(package_dir)
+    problems = fingerprint_mismatches(fingerprint, base_fingerprint(model))
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        raise ValueError(
+            f"adapter package {package_dir} was trained on another base model: {shown}. Apply it to the base model "
+            f"it was exported from ({meta.get('source', {}).get('config')})"
+        )
+    inject_adapters(model, meta["adapter_conf"])
+    load_adapter_only_state(model, state, source=package_dir)
+    return model
+
+
+def apply_adapter_to_experiment(task: str, base_config: Path, base_model_file: Path, package_dir: Path,
+                                output_dir: Path, merge: bool = False) -> Path:
+    """Build the base model with the stock task, apply the package, and write a model dir.
+
+    ``merge=False`` writes an adapter experiment (``use_adapter: true``, loadable by ``espnet_peft.bin.*_inference``);
+    ``merge=True`` writes a plain ESPnet model dir.
+    """
+    stock = importlib.import_module(TASKS[task].split(":")[0].replace("espnet_peft.", "espnet2.", 1))
+    stock_task = getattr(stock, TASKS[task].split(":")[1])
+    model, _ = stock_task.build_model_from_file(base_config, base_model_file, "cpu")
+    apply_adapter(model, package_dir)
+    meta, _, _ = read_package(package_dir)
+    with open(base_config, encoding="utf-8") as f:
+        config = yaml.safe_load(f)
+    output_dir = Path(output_dir)
+    with atomic_directory(output_dir) as staging:
+        if merge:
+            merge_adapters(model)
+            config = _plain_config(config, output_dir, staging)
+        else:
+            config.update(use_adapter=True, adapter=ADAPTER_NAME, adapter_conf=meta["adapter_conf"],
+                          init_param=[str(Path(base_model_file).resolve())])
+        torch.save(model.state_dict(), staging / "model.pth")
+        with open(staging / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+    return output_dir
