@@ -12,11 +12,11 @@ setup-test:
 
 ## the README's test command: installs what is missing, then runs the test suite (~10 min on 2 cores)
 test: setup-test
-	$(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
 
 ## also the slow end-to-end cases (marked `full`)
 test-full: setup-test
-	$(PYTHON) -m pytest -q tests --run-full $(PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests --run-full $(PYTEST_ARGS)
 
 ## speed and memory of each adapter against the frozen floor, full fine-tuning and HF peft; writes JSON
 benchmark: setup-test

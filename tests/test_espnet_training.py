@@ -19,6 +19,7 @@ import torch
 from espnet2.train.reporter import Reporter
 
 from espnet_fixtures import PretrainedModel, decode, finetune_cmd, read_wav_scp
+from espnet_peft.bin.merge import main as merge_main
 from espnet_peft.export import apply_adapter_to_experiment, export_adapter, merge_experiment, task_class
 from espnet_peft.injection import adapter_layers
 from espnet_peft.tuners import METHODS
@@ -111,7 +112,9 @@ def test_decode_then_merge_gives_the_same_hypotheses_with_stock_espnet(
     # Inference through the plugin's drop-in module (its Speech2Text uses the plugin task).
     module = {"asr": "espnet_peft.bin.asr_inference", "s2t": "espnet_peft.bin.s2t_inference"}[task]
     adapted = decode(task, out / "config.yaml", out / "checkpoint.pth", wavs, inference_module=module)
-    merged_dir = merge_experiment(task, out / "config.yaml", out / "checkpoint.pth", tmp_path / "merged")
+    merged_dir = tmp_path / "merged"
+    merge_main(["--task", task, "--exp_dir", str(out), "--model_file", str(out / "checkpoint.pth"),
+                "--output_dir", str(merged_dir)])
     merged_state = load_state(merged_dir / "model.pth")
     assert set(merged_state) == set(load_state(pretrained_model.model_file)), "merged model must have plain keys"
     assert decode(task, merged_dir / "config.yaml", merged_dir / "model.pth", wavs) == adapted

@@ -32,7 +32,8 @@ if [[ ! -f "$venv/.complete" ]]; then
   "$venv/bin/pip" install -q -c requirements/constraints.txt "setuptools<74" ".${extras}"
   touch "$venv/.complete"
 fi
-# Editable install of this checkout (cheap), so the venv always runs the code in this clone, .pth hook included.
+# Editable install of this checkout (cheap) with the .pth hook. The venv is shared by clones with the same
+# dependencies, so it points at the clone that ran this last; `make test` also sets PYTHONPATH to its own clone.
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e .
 ln -sfn "$venv" .venv
 echo "[setup] ready: $(readlink .venv)"

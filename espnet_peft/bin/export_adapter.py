@@ -5,18 +5,14 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Optional, Sequence
 
-from espnet_peft.bin.merge import experiment_arguments, resolve_experiment
+from espnet_peft.bin.merge import run_on_experiment
 from espnet_peft.export import export_adapter
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    args = experiment_arguments(argparse.ArgumentParser(description=__doc__)).parse_args(cmd)
-    config, model_file = resolve_experiment(args)
-    out = export_adapter(args.task, config, model_file, args.output_dir)
-    print(f"adapter package written to {out}")
+    run_on_experiment(__doc__, export_adapter, "adapter package", cmd)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from espnet_peft.export import TASKS, merge_experiment
 
@@ -39,11 +39,20 @@ def resolve_experiment(args: argparse.Namespace) -> tuple:
     return config, model_file
 
 
-def main(cmd: Optional[Sequence[str]] = None) -> None:
-    args = experiment_arguments(argparse.ArgumentParser(description=__doc__)).parse_args(cmd)
+def run_on_experiment(description: str, action: Callable[..., Path], what: str,
+                      cmd: Optional[Sequence[str]] = None) -> None:
+    """Shared CLI of the commands that read one experiment: ``action(task, config, model_file, output_dir)``."""
+    args = experiment_arguments(argparse.ArgumentParser(description=description)).parse_args(cmd)
     config, model_file = resolve_experiment(args)
-    out = merge_experiment(args.task, config, model_file, args.output_dir)
-    print(f"merged model written to {out}/config.yaml and {out}/model.pth")
+    try:
+        out = action(args.task, config, model_file, args.output_dir)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"{what}: {error}") from None
+    print(f"{what} written to {out}")
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    run_on_experiment(__doc__, merge_experiment, "merged model", cmd)
 
 
 if __name__ == "__main__":
