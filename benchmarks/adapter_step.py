@@ -1,8 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of one training step with each adapter, on an OWSM-v3.1-base-shaped E-Branchformer encoder.
 
-Every configuration runs on a fresh model built from the same seed, on the same inputs, in its own subprocess (so
-neither the allocator, the compute-path cache nor peak-memory counters carry over from one configuration to the next):
+Every configuration gets its own fresh model, built from the same seed, and the same inputs:
 
 * ``inference``: forward only, ``model.eval()`` under ``torch.inference_mode()``;
 * ``frozen_floor``: no trainable parameter; forward + backward from the loss down to the output of the conv2d input
@@ -13,17 +12,28 @@ neither the allocator, the compute-path cache nor peak-memory counters carry ove
   w_1/w_2 linears of every block, at a budget matched with ``espnet_peft.budget.match_budget`` (by default the size of
   LoRA r=16 there), SSVD / SSVD-O with ``compute_path: auto``;
 * ``peft_lora``, ``peft_dora``: HF peft LoRA / DoRA r=16 on the same modules;
+* ``dora_same_rank``: our DoRA at r=16 on every layer, exactly peft_dora's setting (the matched-budget ``dora`` uses
+  r=15 on the 1536-output layers to pay for the magnitude vector); the ours / peft DoRA ratio uses it;
 * ``merged_lora_inference``: our LoRA (with B != 0) merged by ``merge_adapters``, forward only as ``inference``.
 
-A training step is ``zero grads -> forward -> loss -> backward`` (no optimiser step). The loss is the mean square of
-the encoder output: it keeps the benchmark about the encoder (a CTC head over OWSM's 50k-token vocabulary would add a
-384 x 50k projection that dwarfs the adapters). Times are per step, median / p25 / p75 over ``--steps`` after
-``--warmup`` steps (``--rounds`` repeats the whole sweep, interleaving configurations, and pools the steps).
+A training step is ``zero grads -> forward -> loss -> backward`` (no optimiser step), in ``model.train()`` (dropout on).
+The loss is the mean square of the encoder output: it keeps the benchmark about the encoder (a CTC head over OWSM's
+50k-token vocabulary would add a 384 x 50k projection that dwarfs the adapters).
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the first step; on CPU, the
-peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the RSS before the first step, in a
-fresh process. Both cover everything the steps add on top of the built model and inputs: activations saved for
-backward, gradients, temporaries, and on CPU whatever the C allocator keeps mapped.
+Timing (``--timing paired``, the default): every configuration's fresh model lives in one process and each timed
+round runs one step of each configuration (rotating the order), so the slow drifts of a shared machine hit all alike;
+ratios are medians of per-round ratios. ``--timing isolated`` times inside the per-configuration subprocesses instead
+(ratios of medians; ``--rounds`` repeats the sweep). On a busy 2-core VM the isolated medians of one configuration moved
+by up to 14% between rounds, while paired per-round ratios stayed within a few percent.
+
+Peak memory comes from a separate pass that runs each configuration on a fresh model in a fresh subprocess: on CUDA,
+``torch.cuda.max_memory_allocated`` minus the allocation before the first step; on CPU, the peak resident set size
+(``VmHWM``, reset through ``/proc/self/clear_refs``) minus the RSS before the first step. Both cover everything the
+steps add on top of the built model and inputs: activations saved for backward, gradients, temporaries, and on CPU
+whatever the C allocator keeps mapped.
+
+Other processes' CPU use is measured during every run / round (``/proc/stat``); contaminated ones are repeated
+(``--retries``) after waiting for a quiet machine (``--wait-quiet``) and the load is reported next to each result.
 
 Usage::
 
@@ -67,6 +77,7 @@ CONFIGS = (
     *OUR_METHODS,
     "peft_lora",
     "peft_dora",
+    "dora_same_rank",
     "merged_lora_inference",
 )
 INFERENCE_CONFIGS = ("inference", "merged_lora_inference")
@@ -243,6 +254,7 @@ def prepare(name: str, settings: Settings) -> Prepared:
     """A fresh model set up for configuration ``name``."""
     encoder = build_encoder(settings)
     if name == "inference":
+        freeze(encoder)
         return Prepared(encoder.eval(), train=False)
     if name == "frozen_floor":
         freeze(encoder)
@@ -256,6 +268,10 @@ def prepare(name: str, settings: Settings) -> Prepared:
         inject_ours(encoder, conf)
         notes = {"adapter_conf": conf, "budget_target": plan.target, "budget_achieved": plan.achieved}
         return Prepared(encoder.train(), train=True, notes=notes)
+    if name == "dora_same_rank":  # peft_dora's setting (r on every layer), for a like-for-like ours / peft ratio
+        conf = {"method": "dora", "target_modules": TARGET_MODULES, "r": settings.lora_rank}
+        inject_ours(encoder, conf)
+        return Prepared(encoder.train(), train=True, notes={"adapter_conf": conf})
     if name in ("peft_lora", "peft_dora"):
         encoder = inject_peft(encoder, settings.lora_rank, use_dora=name == "peft_dora")
         return Prepared(encoder.train(), train=True, notes={"peft_r": settings.lora_rank})
@@ -268,6 +284,7 @@ def prepare(name: str, settings: Settings) -> Prepared:
             for layer in adapter_layers(encoder).values():
                 layer.lora_B.copy_(0.01 * torch.randn(layer.lora_B.shape, generator=generator))
         merge_adapters(encoder)
+        freeze(encoder)
         return Prepared(encoder.eval(), train=False, notes={"merged": f"lora r={settings.lora_rank}"})
     raise ValueError(f"unknown configuration {name!r}; choose from {list(CONFIGS)}")
 
@@ -426,12 +443,15 @@ class ForeignLoad:
 
     Busy time of the whole machine from ``/proc/stat`` minus this process's and its children's CPU time. Other jobs on
     a 2-core machine slow a 2-thread benchmark far more than their share (threads wait on each other), so every
-    configuration reports it.
+    measurement reports it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: float = 0.2, wait_quiet_s: float = 0.0, retries: int = 0) -> None:
         self.available = Path("/proc/stat").exists()
         self.ticks = os.sysconf("SC_CLK_TCK") if self.available else 100
+        self.threshold = threshold
+        self.wait_quiet_s = wait_quiet_s
+        self.retries = retries
 
     def _busy_seconds(self) -> float:
         fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -444,18 +464,6 @@ class ForeignLoad:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    def wait_until_quiet(self, patience_s: float, threshold: float = 0.2, sample_s: float = 2.0) -> float:
-        """Wait (at most ``patience_s``) until other processes use less than ``threshold`` cores; returns the last load."""
-        deadline, foreign = time.monotonic() + patience_s, 0.0
-        while self.available:
-            sample: Dict[str, Any] = {}
-            with self.measure(sample):
-                time.sleep(sample_s)
-            foreign = sample["foreign_cpu_cores"]
-            if foreign < threshold or time.monotonic() >= deadline:
-                break
-        return foreign
-
     @contextlib.contextmanager
     def measure(self, into: Dict[str, Any]) -> Iterator[None]:
         if not self.available:
@@ -467,70 +475,160 @@ class ForeignLoad:
         foreign = (self._busy_seconds() - busy) - (self._own_seconds() - own)
         into["foreign_cpu_cores"] = round(max(foreign, 0.0) / wall, 3)
 
+    def wait_until_quiet(self, sample_s: float = 2.0) -> None:
+        """Wait (at most ``wait_quiet_s``) until other processes use less than ``threshold`` cores."""
+        deadline = time.monotonic() + self.wait_quiet_s
+        while self.available and self.wait_quiet_s > 0:
+            sample: Dict[str, Any] = {}
+            with self.measure(sample):
+                time.sleep(sample_s)
+            if sample["foreign_cpu_cores"] < self.threshold or time.monotonic() >= deadline:
+                return
 
-def sweep(configs: Sequence[str], settings: Settings, rounds: int, isolate: bool, wait_quiet_s: float = 0.0
-          ) -> Dict[str, List[Dict[str, Any]]]:
-    """Every configuration ``rounds`` times, interleaved (round-robin) so that slow drifts hit all alike.
+    def run_clean(self, work: Callable[[], Dict[str, Any]], label: str) -> Dict[str, Any]:
+        """``work()`` repeated (up to ``retries`` times) while others used too much CPU; the least loaded result wins.
 
-    With ``wait_quiet_s > 0`` each configuration first waits up to that long for other processes to go quiet.
-    """
+        The result gets ``foreign_cpu_cores`` and ``attempts``.
+        """
+        attempts: List[Dict[str, Any]] = []
+        for _ in range(self.retries + 1):
+            self.wait_until_quiet()
+            load: Dict[str, Any] = {}
+            with self.measure(load):
+                result = work()
+            attempts.append({**result, **load})
+            if load.get("foreign_cpu_cores", 0.0) <= self.threshold:
+                break
+            tqdm.write(f"warning: other processes used {load['foreign_cpu_cores']:.2f} CPU cores during {label}; "
+                       + ("repeating it" if len(attempts) <= self.retries else "keeping the least loaded attempt"))
+        best = min(attempts, key=lambda a: a.get("foreign_cpu_cores", 0.0))
+        best["attempts"] = len(attempts)
+        return best
+
+
+def isolated_pass(configs: Sequence[str], settings: Settings, rounds: int, isolate: bool, load: ForeignLoad,
+                  desc: str) -> Dict[str, List[Dict[str, Any]]]:
+    """Every configuration on a fresh model, each in a fresh subprocess unless ``isolate`` is False; ``rounds`` times,
+    interleaved (round-robin). Gives peak memory, trainable counts and (with enough steps) step times."""
     runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in configs}
-    load = ForeignLoad()
-    progress = tqdm(total=rounds * len(configs), desc="configurations", unit="config")
+    progress = tqdm(total=rounds * len(configs), desc=desc, unit="config")
     for round_index in range(rounds):
         for name in configs:
             progress.set_postfix_str(f"round {round_index + 1}/{rounds}: {name}")
-            if wait_quiet_s > 0:
-                load.wait_until_quiet(wait_quiet_s)
-            contention: Dict[str, Any] = {}
-            with load.measure(contention):
-                result = run_in_subprocess(name, settings) if isolate else run_config(name, settings, True)
-            result.update(contention)
-            runs[name].append(result)
-            if contention.get("foreign_cpu_cores", 0.0) > 0.2:
-                tqdm.write(f"warning: other processes used {contention['foreign_cpu_cores']:.2f} CPU cores while "
-                           f"{name} ran; its timings are contaminated")
+
+            def work(name: str = name) -> Dict[str, Any]:
+                return run_in_subprocess(name, settings) if isolate else run_config(name, settings, show_steps=True)
+
+            runs[name].append(load.run_clean(work, name))
             progress.update()
     progress.close()
     return runs
 
 
-def summarise(runs: Mapping[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+def paired_pass(configs: Sequence[str], settings: Settings, load: ForeignLoad) -> Dict[str, Any]:
+    """Step times with every configuration's model alive in this process, one step of each per round.
+
+    Each configuration still has its own fresh model (same seed, same inputs). Interleaving step by step makes slow
+    drifts of a shared machine hit all configurations alike, so per-round ratios (e.g. adapter / frozen floor in the
+    same round) are far steadier than ratios of medians taken minutes apart. The order rotates every round.
+    """
+    torch.set_num_threads(settings.threads)
+    from espnet_peft.tuners import compute_path
+
+    compute_path.clear_decisions()
+    features, lengths = make_inputs(settings)
+    prepared = {}
+    steps = {}
+    for name in tqdm(configs, desc="paired: build + warm-up", unit="config"):
+        prepared[name] = prepare(name, settings)
+        steps[name] = make_step(prepared[name], features, lengths)
+        for _ in range(settings.warmup):
+            steps[name]()
+    times: Dict[str, List[float]] = {name: [] for name in configs}
+    loads, attempts = [], []
+    for round_index in tqdm(range(settings.steps), desc="paired: timed rounds", unit="round"):
+        order = list(configs[round_index % len(configs):]) + list(configs[:round_index % len(configs)])
+
+        def one_round(order: List[str] = order) -> Dict[str, Any]:
+            measured = {}
+            for name in order:
+                synchronise(settings.device)
+                start = time.perf_counter()
+                steps[name]()
+                synchronise(settings.device)
+                measured[name] = time.perf_counter() - start
+            return measured
+
+        kept = load.run_clean(one_round, f"paired round {round_index + 1}")
+        loads.append(kept.pop("foreign_cpu_cores", None))
+        attempts.append(kept.pop("attempts"))
+        for name in configs:
+            times[name].append(kept[name])
+    for name in configs:
+        check_gradients(prepared[name], name)
+    return {"times": times, "foreign_cpu_cores_per_round": loads, "attempts_per_round": attempts,
+            "compute_path_decisions": compute_path_decisions()}
+
+
+def _stats(times: Sequence[float]) -> Dict[str, float]:
+    return {"median_s": float(np.median(times)), "p25_s": float(np.percentile(times, 25)),
+            "p75_s": float(np.percentile(times, 75)), "n_steps": len(times)}
+
+
+def summarise(runs: Mapping[str, List[Dict[str, Any]]], paired: Optional[Mapping[str, Any]] = None
+              ) -> Dict[str, Dict[str, Any]]:
+    """Per configuration: step-time statistics (paired pass if given, else the isolated runs), memory, metadata."""
     summary = {}
     for name, results in runs.items():
-        times = [t for result in results for t in result["step_times_s"]]
-        first = {k: v for k, v in results[0].items() if k not in ("step_times_s", "memory", "foreign_cpu_cores")}
+        isolated_times = [t for result in results for t in result["step_times_s"]]
+        first = {k: v for k, v in results[0].items()
+                 if k not in ("step_times_s", "memory", "foreign_cpu_cores", "attempts")}
+        row: Dict[str, Any] = dict(first)
+        if paired is not None:
+            row.update(_stats(paired["times"][name]))
+            row["timing"] = "paired"
+            row["step_times_s"] = paired["times"][name]
+            row["foreign_cpu_cores_max"] = _max_or_none(paired["foreign_cpu_cores_per_round"])
+            row["isolated_check_median_s"] = float(np.median(isolated_times))
+        else:
+            row.update(_stats(isolated_times))
+            row["timing"] = "isolated"
+            row["step_times_s"] = isolated_times
+            row["round_medians_s"] = [float(np.median(result["step_times_s"])) for result in results]
+            row["foreign_cpu_cores_max"] = _max_or_none([result.get("foreign_cpu_cores") for result in results])
         peaks = [result["memory"]["peak_mib"] for result in results]
-        summary[name] = {
-            **first,
-            "median_s": float(np.median(times)),
-            "p25_s": float(np.percentile(times, 25)),
-            "p75_s": float(np.percentile(times, 75)),
-            "n_steps": len(times),
-            "round_medians_s": [float(np.median(result["step_times_s"])) for result in results],
+        row.update({
             "peak_memory_mib": max(peaks),
-            "peak_memory_mib_per_round": peaks,
+            "peak_memory_mib_per_run": peaks,
             "memory_baseline_mib": results[0]["memory"]["baseline_mib"],
             "memory_method": results[0]["memory"]["method"],
-            "foreign_cpu_cores_per_round": [result.get("foreign_cpu_cores") for result in results],
-            "step_times_s": times,
-        }
+            "memory_runs_foreign_cpu_cores": [result.get("foreign_cpu_cores") for result in results],
+        })
+        summary[name] = row
     return summary
 
 
 def ratio(summary: Mapping[str, Mapping[str, Any]], numerator: str, denominator: str) -> Optional[float]:
+    """Median of per-round ratios for paired timings (same round, same conditions), else the ratio of medians."""
     if numerator not in summary or denominator not in summary:
         return None
-    return summary[numerator]["median_s"] / summary[denominator]["median_s"]
+    top, bottom = summary[numerator], summary[denominator]
+    if top["timing"] == bottom["timing"] == "paired":
+        return float(np.median(np.asarray(top["step_times_s"]) / np.asarray(bottom["step_times_s"])))
+    return top["median_s"] / bottom["median_s"]
 
 
 def ratios(summary: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     trained = [n for n in summary if summary[n]["mode"] == "train"]
+    dora_for_peft = "dora_same_rank" if "dora_same_rank" in summary else "dora"
     return {
         "vs_frozen_floor": {n: ratio(summary, n, "frozen_floor") for n in trained},
+        "vs_full_finetune": {n: ratio(summary, n, "full_finetune") for n in trained},
         "frozen_floor_over_inference": ratio(summary, "frozen_floor", "inference"),
         "full_finetune_over_inference": ratio(summary, "full_finetune", "inference"),
-        "ours_over_peft": {"lora": ratio(summary, "lora", "peft_lora"), "dora": ratio(summary, "dora", "peft_dora")},
+        "ours_over_peft": {"lora": ratio(summary, "lora", "peft_lora"),
+                           "dora": ratio(summary, dora_for_peft, "peft_dora")},
+        "ours_over_peft_uses": {"lora": "lora / peft_lora", "dora": f"{dora_for_peft} / peft_dora"},
         "merged_inference_over_base_inference": ratio(summary, "merged_lora_inference", "inference"),
     }
 
@@ -602,23 +700,33 @@ def _plan_settings(plan: Any) -> Dict[str, int]:
     return counts
 
 
-def format_table(summary: Mapping[str, Mapping[str, Any]], all_ratios: Mapping[str, Any]) -> str:
-    floor = all_ratios["vs_frozen_floor"]
+def format_table(summary: Mapping[str, Mapping[str, Any]], all_ratios: Mapping[str, Any], isolated: bool = True
+                 ) -> str:
+    """The per-configuration table (ratios to the floor, inference and full fine-tuning) and the headline ratios."""
     lines = [f"{'configuration':<22} {'median s':>9} {'p25 s':>8} {'p75 s':>8} {'/floor':>7} {'/infer':>7} "
-             f"{'peak MiB':>9} {'trainable':>11} {'other CPU':>9}"]
+             f"{'/fullFT':>7} {'peak MiB':>9} {'trainable':>11} {'other CPU':>9}"]
     for name, row in summary.items():
-        vs_floor = floor.get(name)
-        vs_inference = ratio(summary, name, "inference")
         lines.append(
             f"{name:<22} {row['median_s']:>9.4f} {row['p25_s']:>8.4f} {row['p75_s']:>8.4f} "
-            f"{_fmt(vs_floor):>7} {_fmt(vs_inference):>7} {row['peak_memory_mib']:>9.1f} "
-            f"{row['trainable_params']:>11,} {_fmt(_max_or_none(row['foreign_cpu_cores_per_round'])):>9}"
+            f"{_fmt(all_ratios['vs_frozen_floor'].get(name)):>7} {_fmt(ratio(summary, name, 'inference')):>7} "
+            f"{_fmt(all_ratios['vs_full_finetune'].get(name)):>7} {row['peak_memory_mib']:>9.1f} "
+            f"{row['trainable_params']:>11,} {_fmt(row['foreign_cpu_cores_max']):>9}"
         )
-    lines.append("")
-    lines.append(f"frozen_floor / inference          {_fmt(all_ratios['frozen_floor_over_inference'])}")
-    lines.append(f"ours / peft, LoRA                 {_fmt(all_ratios['ours_over_peft']['lora'])}")
-    lines.append(f"ours / peft, DoRA                 {_fmt(all_ratios['ours_over_peft']['dora'])}")
-    lines.append(f"merged LoRA inference / inference {_fmt(all_ratios['merged_inference_over_base_inference'])}")
+    timing = next(iter(summary.values()))["timing"] if summary else "isolated"
+    lines.append(f"(ratios: {'medians of per-round paired ratios' if timing == 'paired' else 'ratios of medians'}; "
+                 "peak MiB: what the steps add on top of model + inputs; other CPU: cores used by other processes)")
+    if not isolated:
+        lines.append("(in-process memory runs: the C allocator reuses memory freed by earlier configurations, so later "
+                     "peak MiB figures read too low)")
+    ours_over_peft, uses = all_ratios["ours_over_peft"], all_ratios["ours_over_peft_uses"]
+    lines += [
+        "",
+        f"frozen_floor / inference            {_fmt(all_ratios['frozen_floor_over_inference'])}",
+        f"full_finetune / inference           {_fmt(all_ratios['full_finetune_over_inference'])}",
+        f"ours / peft, LoRA ({uses['lora']})  {_fmt(ours_over_peft['lora'])}",
+        f"ours / peft, DoRA ({uses['dora']})  {_fmt(ours_over_peft['dora'])}",
+        f"merged LoRA inference / inference   {_fmt(all_ratios['merged_inference_over_base_inference'])}",
+    ]
     return "\n".join(lines)
 
 
@@ -643,11 +751,22 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=6.0, help="utterance length (100 frames/s)")
     parser.add_argument("--blocks", type=int, default=6, help="E-Branchformer blocks")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration and round")
+    parser.add_argument("--timing", choices=["paired", "isolated"], default="paired",
+                        help="paired: all configurations in one process, one step of each per round (robust ratios), "
+                             "memory from a separate isolated pass; isolated: time inside the isolated runs")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed steps per configuration (paired: rounds; isolated: per run)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (auto compute paths decide here)")
-    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole sweep, interleaved; steps are pooled")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="before each configuration, wait up to this long for other processes to stop using CPU")
+    parser.add_argument("--memory-steps", type=int, default=2,
+                        help="paired timing: timed steps of each isolated memory run (after one warm-up step)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="isolated timing: repeat the whole sweep, interleaved; steps are pooled")
+    parser.add_argument("--wait-quiet", type=float, default=60.0, metavar="SECONDS",
+                        help="before each run / paired round, wait up to this long for other processes to stop using "
+                             "CPU")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="repeat a run / paired round during which other processes used > 0.2 cores, keeping the "
+                             "least contaminated attempt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lora-rank", type=int, default=16, help="rank of LoRA, of peft, and of the default budget")
     parser.add_argument("--budget", type=int, default=None,
@@ -655,9 +774,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--outer-share", type=float, default=0.5, help="SSVD-O outer_share")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 blocks, 1 s, 2 steps, 1 warm-up, all in one process")
+                        help="smoke run: 2 blocks, 1 s, 2 steps, 1 warm-up, all in one process, no waiting or retries")
     parser.add_argument("--in-process", action="store_true",
-                        help="run configurations in this process (faster start; memory figures less isolated)")
+                        help="run the memory / isolated runs in this process (faster start; memory figures less "
+                             "isolated)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON path (default benchmarks/results/adapter_step_<device>.json)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -665,7 +785,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.blocks, args.seconds, args.steps, args.warmup, args.in_process = 2, 1.0, 2, 1, True
+        args.blocks, args.seconds, args.steps, args.warmup, args.memory_steps = 2, 1.0, 2, 1, 1
+        args.in_process, args.wait_quiet, args.retries = True, 0.0, 0
     return args
 
 
@@ -693,12 +814,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
     output = args.output or RESULTS_DIR / f"adapter_step_{settings.device.split(':')[0]}.json"
+    load = ForeignLoad(threshold=0.2, wait_quiet_s=args.wait_quiet, retries=args.retries)
 
     started = time.time()
     model = describe_model(settings)
-    runs = sweep(configs, settings, args.rounds, isolate=not args.in_process, wait_quiet_s=args.wait_quiet)
-    summary = summarise(runs)
+    paired = None
+    if args.timing == "paired":
+        memory_settings = dataclasses.replace(settings, steps=args.memory_steps, warmup=1)
+        runs = isolated_pass(configs, memory_settings, 1, not args.in_process, load, "memory (isolated runs)")
+        paired = paired_pass(configs, settings, load)
+    else:
+        runs = isolated_pass(configs, settings, args.rounds, not args.in_process, load, "isolated runs")
+    summary = summarise(runs, paired)
     all_ratios = ratios(summary)
+    isolation = "in-process, one after another" if args.in_process else "one fresh subprocess per configuration"
     report = {
         "benchmark": "adapter_step",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -716,21 +845,32 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "frozen_floor": ("all parameters frozen; the output of encoder.embed (conv2d subsampling + positional "
                          "encoding) is detached and made to require grad, so backward runs from the loss down to the "
                          "first block's input and computes no weight gradient"),
-        "timing": {"warmup_steps": settings.warmup, "timed_steps_per_round": settings.steps, "rounds": args.rounds,
-                   "isolation": "in-process" if args.in_process else "one fresh subprocess per configuration and round",
-                   "statistic": "median / p25 / p75 over the pooled timed steps"},
+        "timing": {
+            "mode": args.timing,
+            "warmup_steps": settings.warmup,
+            "timed_steps": settings.steps,
+            "rounds": args.rounds if args.timing == "isolated" else None,
+            "wait_quiet_s": args.wait_quiet,
+            "retries": args.retries,
+            "memory_runs": f"{isolation}; 1 warm-up + {args.memory_steps if paired else settings.steps} steps",
+            "statistic": ("paired: median / p25 / p75 over rounds; ratios are medians of per-round ratios"
+                          if paired else "median / p25 / p75 over the pooled steps; ratios are ratios of medians"),
+        },
         "contention": {
-            "max_foreign_cpu_cores": _max_or_none([_max_or_none(r["foreign_cpu_cores_per_round"])
-                                                   for r in summary.values()]),
-            "what": "CPU cores used by other processes while a configuration ran (/proc/stat busy time minus ours); "
-                    "above ~0.2 on a 2-core machine the timings of that configuration are contaminated",
+            "max_foreign_cpu_cores": _max_or_none([r["foreign_cpu_cores_max"] for r in summary.values()]),
+            "paired_rounds_foreign_cpu_cores": paired["foreign_cpu_cores_per_round"] if paired else None,
+            "paired_rounds_attempts": paired["attempts_per_round"] if paired else None,
+            "what": "CPU cores used by other processes during the timed work (/proc/stat busy time minus ours); "
+                    "above ~0.2 on a 2-core machine the timings are contaminated",
         },
         "configs": summary,
         "ratios": all_ratios,
     }
+    if paired:
+        report["paired_compute_path_decisions"] = paired["compute_path_decisions"]
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(summary, all_ratios))
+    print(format_table(summary, all_ratios, isolated=not args.in_process))
     print(f"\nwrote {output}")
 
 
