@@ -2,13 +2,19 @@
 PYTHON := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test test test-full benchmark clean-venv
+.PHONY: setup setup-test demo test test-full benchmark clean-venv
+
+RECIPE ?= egs2/synthetic/peft1
+RUN_ARGS ?=
 
 setup:
 	tools/setup_env.sh
 
-setup-test:
-	tools/setup_env.sh --test
+setup-test: setup
+
+## the embedded default recipe end to end (synthetic corpus, source model, 5 adapters + full FT, report)
+demo: setup
+	cd $(RECIPE) && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh --stage 1 --stop_stage 12 $(RUN_ARGS)
 
 ## the README's test command: installs what is missing, then runs the test suite (~10 min on 2 cores)
 test: setup-test

@@ -23,8 +23,8 @@ The loss is the mean square of the encoder output: it keeps the benchmark about 
 Timing (``--timing paired``, the default): every configuration's fresh model lives in one process and each timed
 round runs one step of each configuration (rotating the order), so the slow drifts of a shared machine hit all alike;
 ratios are medians of per-round ratios. ``--timing isolated`` times inside the per-configuration subprocesses instead
-(ratios of medians; ``--rounds`` repeats the sweep). On a busy 2-core VM the isolated medians of one configuration moved
-by up to 14% between rounds, while paired per-round ratios stayed within a few percent.
+(ratios of medians; ``--rounds`` repeats the sweep). On the shared 2-core VM this was written on, the isolated medians
+of one configuration moved by up to 14% between two rounds, which is as large as the effects being measured.
 
 Peak memory comes from a separate pass that runs each configuration on a fresh model in a fresh subprocess: on CUDA,
 ``torch.cuda.max_memory_allocated`` minus the allocation before the first step; on CPU, the peak resident set size
@@ -452,6 +452,7 @@ class ForeignLoad:
         self.threshold = threshold
         self.wait_quiet_s = wait_quiet_s
         self.retries = retries
+        self.last: Optional[float] = None  # load during the latest measurement; None before the first
 
     def _busy_seconds(self) -> float:
         fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -473,10 +474,15 @@ class ForeignLoad:
         yield
         wall = time.perf_counter() - start
         foreign = (self._busy_seconds() - busy) - (self._own_seconds() - own)
-        into["foreign_cpu_cores"] = round(max(foreign, 0.0) / wall, 3)
+        into["foreign_cpu_cores"] = self.last = round(max(foreign, 0.0) / wall, 3)
 
     def wait_until_quiet(self, sample_s: float = 2.0) -> None:
-        """Wait (at most ``wait_quiet_s``) until other processes use less than ``threshold`` cores."""
+        """Wait (at most ``wait_quiet_s``) until other processes use less than ``threshold`` cores.
+
+        Returns at once when the latest measurement was quiet, so a quiet machine costs no waiting.
+        """
+        if self.last is not None and self.last < self.threshold:
+            return
         deadline = time.monotonic() + self.wait_quiet_s
         while self.available and self.wait_quiet_s > 0:
             sample: Dict[str, Any] = {}
@@ -719,14 +725,16 @@ def format_table(summary: Mapping[str, Mapping[str, Any]], all_ratios: Mapping[s
         lines.append("(in-process memory runs: the C allocator reuses memory freed by earlier configurations, so later "
                      "peak MiB figures read too low)")
     ours_over_peft, uses = all_ratios["ours_over_peft"], all_ratios["ours_over_peft_uses"]
-    lines += [
-        "",
-        f"frozen_floor / inference            {_fmt(all_ratios['frozen_floor_over_inference'])}",
-        f"full_finetune / inference           {_fmt(all_ratios['full_finetune_over_inference'])}",
-        f"ours / peft, LoRA ({uses['lora']})  {_fmt(ours_over_peft['lora'])}",
-        f"ours / peft, DoRA ({uses['dora']})  {_fmt(ours_over_peft['dora'])}",
-        f"merged LoRA inference / inference   {_fmt(all_ratios['merged_inference_over_base_inference'])}",
+    headline = [
+        ("frozen_floor / inference", all_ratios["frozen_floor_over_inference"]),
+        ("full_finetune / inference", all_ratios["full_finetune_over_inference"]),
+        (f"ours / peft, LoRA ({uses['lora']})", ours_over_peft["lora"]),
+        (f"ours / peft, DoRA ({uses['dora']})", ours_over_peft["dora"]),
+        ("merged LoRA inference / inference", all_ratios["merged_inference_over_base_inference"]),
     ]
+    width = max(len(label) for label, _ in headline)
+    lines.append("")
+    lines += [f"{label:<{width}}  {_fmt(value)}" for label, value in headline]
     return "\n".join(lines)
 
 

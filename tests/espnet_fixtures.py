@@ -30,6 +30,8 @@ from typing import Any
 import soundfile
 import yaml
 
+from espnet_peft.recipe.owsm_tokens import time_tokens, train_owsm_bpe
+
 FS = 16000
 
 # A small closed vocabulary: enough phonetic variety for a tiny model to latch on to,
@@ -51,7 +53,6 @@ MAX_DURATION = 2.0
 # them up by name, so only their presence matters, not their ids.
 S2T_LANG, S2T_TASK, S2T_NOTIME = "<eng>", "<asr>", "<notimestamps>"
 S2T_SPEECH_LENGTH = 3.0  # seconds; every S2T input is padded/trimmed to this
-S2T_TIME_RESOLUTION = 0.02
 
 
 # --------------------------------------------------------------------------- data
@@ -166,55 +167,13 @@ def _char_tokens(texts: Sequence[str], out_dir: Path) -> tuple[Path, None]:
 
 
 def s2t_time_tokens(speech_length: float = S2T_SPEECH_LENGTH) -> list[str]:
-    """Contiguous `<0.00>`..`<speech_length>` block; OWSM uses 0..30 s, but the
-    preprocessor/inference only need first/last ids, so a shorter span is enough."""
-    n = round(speech_length / S2T_TIME_RESOLUTION)
-    return [f"<{i * S2T_TIME_RESOLUTION:.2f}>" for i in range(n + 1)]
-
-
-def _s2t_symbols() -> list[str]:
-    """Symbols that must be single tokens: they occur in text/text.prev or are
-    looked up by name. Declared as sentencepiece user_defined_symbols."""
-    return ["<na>", S2T_LANG, S2T_TASK, S2T_NOTIME, *s2t_time_tokens(), "<sos>", "<eos>", "<sop>"]
+    return time_tokens(speech_length)
 
 
 def _bpe_tokens(texts: Sequence[str], out_dir: Path) -> tuple[Path, Path]:
-    """Sentencepiece BPE model + OWSM-style token list.
-
-    Token list order: <blank> <unk> <na> <eng> <asr> <notimestamps> <0.00>.. pieces...
-    <sos> <eos> <sop>; the order is free because ESPnet maps pieces by name.
-    """
-    import sentencepiece as spm
-
-    train_txt = out_dir / "bpe_train.txt"
-    train_txt.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    symbols = _s2t_symbols()
-    prefix = out_dir / "bpe"
-    spm.SentencePieceTrainer.train(
-        input=str(train_txt),
-        model_prefix=str(prefix),
-        model_type="bpe",
-        vocab_size=len(symbols) + 60,
-        # The tiny corpus cannot fill the requested vocabulary: accept fewer pieces.
-        hard_vocab_limit=False,
-        character_coverage=1.0,
-        user_defined_symbols=symbols,
-        bos_id=-1,
-        eos_id=-1,
-        unk_piece="<unk>",
-        minloglevel=2,
-    )
-    sp = spm.SentencePieceProcessor(model_file=f"{prefix}.model")
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    # S2TPreprocessor drops the first token of `text`, assuming it is the lone "▁"
-    # that sentencepiece puts before the leading special token.
-    assert "▁" in pieces, "BPE model lacks the standalone '▁' piece"
-    head = ["<blank>", "<unk>", *symbols[:-3]]
-    tail = symbols[-3:]  # <sos> <eos> <sop>
-    rest = [p for p in pieces if p not in head and p not in tail]
-    token_list = out_dir / "tokens.txt"
-    token_list.write_text("\n".join([*head, *rest, *tail]) + "\n", encoding="utf-8")
-    return token_list, Path(f"{prefix}.model")
+    """Sentencepiece BPE model + OWSM-style token list (the recipe's own builder)."""
+    model, token_list = train_owsm_bpe(texts, out_dir, vocab_size=60, speech_length=S2T_SPEECH_LENGTH)
+    return token_list, model
 
 
 # --------------------------------------------------------------------- configs
@@ -318,7 +277,7 @@ def _s2t_model_config() -> dict:
             "fs": FS,
             "na_symbol": "<na>",
             "speech_length": S2T_SPEECH_LENGTH,
-            "speech_resolution": S2T_TIME_RESOLUTION,
+            "speech_resolution": 0.02,
             "speech_init_silence": S2T_SPEECH_LENGTH - MAX_DURATION,
             "text_prev_apply_prob": 0.0,
             # Our `text` already has <notimestamps>; a lower value would insert a second one.

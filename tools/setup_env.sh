@@ -2,13 +2,15 @@
 # Sets up everything espnet-peft needs on a fresh Debian machine: the Debian tools and a pinned Python venv.
 # The venv lives outside the clone, keyed by a hash of the dependency files, so repeated runs (and CI) reuse it,
 # while any change to setup.py or requirements/ builds a new one. `.venv` in the repo points at it.
-#   usage: tools/setup_env.sh [--test]      (--test also installs the test-only packages: peft, jiwer, pytest)
+#   usage: tools/setup_env.sh
+# One venv serves the recipes and the tests: the test-only packages (pytest, HF peft) are small next to torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras=""
-[[ "${1:-}" == "--test" ]] && extras="[test]"
-debian_packages=(espeak-ng sox sctk)
+extras="[test]"
+# espeak-ng + sox: synthetic speech; sctk: sclite; slurm + munge: a real one-node Slurm for the slurm.pl tests;
+# shellcheck: the recipe scripts' lint test.
+debian_packages=(espeak-ng sox sctk slurmctld slurmd slurm-client munge shellcheck)
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 
@@ -18,11 +20,11 @@ if ((${#missing[@]})); then
   echo "[setup] apt-get install ${missing[*]}"
   if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 key=$(cat setup.py requirements/constraints.txt | sha256sum | cut -c1-16)
-venv="${ESPNET_PEFT_VENV_ROOT:-$HOME/.cache/espnet-peft}/venv-${key}${extras:+-test}"
+venv="${ESPNET_PEFT_VENV_ROOT:-$HOME/.cache/espnet-peft}/venv-${key}-test"
 if [[ ! -f "$venv/.complete" ]]; then
   echo "[setup] creating $venv (torch 2.9.1 + torchaudio 2.9.1 + espnet 202511: ~5 min, ~7.5 GB the first time)"
   rm -rf "$venv"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -27,8 +28,18 @@ class PeftTrainer(Trainer):
             trainer_options, distributed_option) -> None:
         if uses_plugin(trainer_options):
             prepare_for_training(model, trainer_options)
+        if not distributed_option.distributed or distributed_option.dist_rank == 0:
+            write_parameter_counts(model, Path(trainer_options.output_dir))
         super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
                     plot_attention_iter_factory, trainer_options, distributed_option)
+
+
+def write_parameter_counts(model: torch.nn.Module, output_dir: Path) -> None:
+    """``trainable_parameters.json``: what a run trains, for reports that compare methods at a matched budget."""
+    counts = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+              "total": sum(p.numel() for p in model.parameters())}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "trainable_parameters.json").write_text(json.dumps(counts, indent=2))
 
 
 def prepare_for_training(model: torch.nn.Module, options) -> None:

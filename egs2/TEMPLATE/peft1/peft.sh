@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Shared stage driver of the espnet-peft recipes: from corpus to a learning-vs-forgetting report.
+# Recipes (egs2/<corpus>/peft1/run.sh) set their data sets and call this script; every option below can be
+# overridden on the command line (--name value). Each stage logs what it runs, writes under data/, dump/ and exp/,
+# skips finished work (a `.done` marker or the final file) and can be re-run from --stage N.
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*" >&2; }
+min() { local a=$1 b=$2; echo $((a < b ? a : b)); }
+
+# ----- options -----------------------------------------------------------------------------------------------------
+stage=1
+stop_stage=12
+nj=2                      # parallel data / decoding jobs
+ngpu=0                    # GPUs per training job
+num_nodes=1               # nodes per training job (Slurm: srun across nodes)
+python=python3
+methods="lora dora pissa ssvd ssvd_o full"   # adapters at a matched budget, plus full fine-tuning as reference
+budget=20000              # trainable parameters per adapted model (all methods matched within 5%)
+outer_shares="0.5"        # SSVD-O outer_share values; several give the budget-allocation sweep
+target_domains="child accent"   # each domain D uses sets ${D}_train ${D}_dev ${D}_test
+source_train_set=source_train
+source_dev_set=source_dev
+source_test_sets=source_test    # forgetting is measured on these
+local_data_opts=          # options passed to local/data.sh
+source_model=             # empty: pretrain the embedded model; a dir (config.yaml + model.pth); or a hub tag
+source_config=conf/train_source.yaml
+finetune_config=conf/finetune.yaml
+full_finetune_config=conf/finetune_full.yaml
+peft_conf_dir=conf/peft   # <method>.yaml holds that method's adapter_conf (budget is added here)
+bpe_vocab_size=300
+speech_length=6           # seconds: OWSM-style models pad/trim every input to this
+min_sec=0.3
+max_sec=5.5
+fs=16000
+lang_token="<eng>"
+task_token="<asr>"
+inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
+# shellcheck disable=SC2034  # unused: accepted (--score_nj) like ESPnet recipes; scoring runs in one process
+score_nj=1
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--outer_shares \"0 0.5 1\"]
+  [--nj N] [--ngpu N] [--num_nodes N] [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
+Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
+  7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report."
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+for tool in sox sclite; do
+  command -v "${tool}" >/dev/null || { log "ERROR: ${tool} not found: apt-get install ${tool/sclite/sctk} (or run 'make setup' at the repo root)"; exit 1; }
+done
+
+train_sets="${source_train_set}"
+dev_sets="${source_dev_set}"
+test_sets="${source_test_sets}"
+for d in ${target_domains}; do
+  train_sets+=" ${d}_train"; dev_sets+=" ${d}_dev"; test_sets+=" ${d}_test"
+done
+all_sets="${train_sets} ${dev_sets} ${test_sets}"
+token_dir=data/token_list
+source_dir=exp/source
+
+# experiment names: <domain>_<method>[_os<share>]
+experiments() {
+  local d m s
+  for d in ${target_domains}; do
+    for m in ${methods}; do
+      if [ "${m}" = ssvd_o ]; then
+        for s in ${outer_shares}; do echo "${d} ${m} ${s} ${d}_ssvd_o_os${s}"; done
+      else
+        echo "${d} ${m} - ${d}_${m}"
+      fi
+    done
+  done
+}
+
+s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set
+  local p=$1 dir=dump/raw/$2
+  echo "--${p}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound" \
+       "--${p}_data_path_and_name_and_type ${dir}/text,text,text" \
+       "--${p}_data_path_and_name_and_type ${dir}/text.prev,text_prev,text" \
+       "--${p}_data_path_and_name_and_type ${dir}/text.ctc,text_ctc,text" \
+       "--${p}_shape_file ${dir}/speech_shape"
+}
+
+train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet training through espnet2.bin.launch
+  local dir=$1 train_set=$2 dev_set=$3 config=$4; shift 4
+  if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; return; fi
+  mkdir -p "${dir}"
+  log "training ${dir} (log: ${dir}/train.log); a killed run resumes from ${dir}/checkpoint.pth"
+  # shellcheck disable=SC2046
+  ${python} -m espnet_peft.bin.measure --out "${dir}/resources.json" -- \
+    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${dir##*/}" --log "${dir}/train.log" \
+      --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${dir}/.dist_init_" \
+      --multiprocessing_distributed true -- \
+    ${python} -m espnet_peft.bin.s2t_train --use_preprocessor true --token_type bpe \
+      --bpemodel "${token_dir}/bpe.model" --token_list "${token_dir}/tokens.txt" \
+      $(s2t_data_args train "${train_set}") $(s2t_data_args valid "${dev_set}") \
+      --resume true --output_dir "${dir}" --config "${config}" "$@"
+  touch "${dir}/.done"
+}
+
+decode() {  # <config> <model_file> <decode_root> <set>...: every set in one process per job, split over run.pl jobs
+  local config=$1 model=$2 root=$3 set n i todo=()
+  shift 3
+  for set in "$@"; do [ -f "${root}/${set}/text" ] && log "skip decoding ${root}/${set}: done" || todo+=("${set}"); done
+  [ ${#todo[@]} -eq 0 ] && return
+  n=${nj}
+  for set in "${todo[@]}"; do n=$(min "${n}" "$(wc -l < "dump/raw/${set}/wav.scp")"); done
+  mkdir -p "${root}/logdir"
+  for i in $(seq "${n}"); do : > "${root}/logdir/args.${i}.txt"; done
+  for set in "${todo[@]}"; do
+    mkdir -p "${root}/${set}/logdir"
+    awk -v n="${n}" -v dir="${root}/${set}/logdir" '{ print > (dir "/keys." ((NR - 1) % n + 1) ".scp") }' \
+      "dump/raw/${set}/wav.scp"
+    for i in $(seq "${n}"); do
+      echo "--ngpu 0 --data_path_and_name_and_type dump/raw/${set}/wav.scp,speech,sound" \
+           "--key_file ${root}/${set}/logdir/keys.${i}.scp --s2t_train_config ${config} --s2t_model_file ${model}" \
+           "--output_dir ${root}/${set}/logdir/output.${i} ${inference_args}" >> "${root}/logdir/args.${i}.txt"
+    done
+  done
+  log "decoding ${todo[*]} with ${model} -> ${root}/<set>/text"
+  ${decode_cmd} JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
+    ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_inference "${root}/logdir/args.JOB.txt"
+  for set in "${todo[@]}"; do
+    for i in $(seq "${n}"); do cat "${root}/${set}/logdir/output.${i}/1best_recog/text_nospecial"; done \
+      | sort > "${root}/${set}/text.tmp"
+    mv "${root}/${set}/text.tmp" "${root}/${set}/text"
+  done
+}
+
+# ----- stages ------------------------------------------------------------------------------------------------------
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+  log "Stage 1: data preparation (local/data.sh) -> data/{${all_sets// /,}}"
+  # shellcheck disable=SC2086
+  local/data.sh ${local_data_opts}
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+  log "Stage 2: validate audio and transcripts -> dump/raw/<set> (dropped.tsv says what was dropped and why)"
+  for set in ${test_sets}; do
+    ${python} -m espnet_peft.bin.validate_data --src "data/${set}" --dst "dump/raw/${set}" --fs "${fs}" \
+      --min_sec 0 --max_sec "${speech_length}"
+  done
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+  log "Stage 3: validate + length/empty-text filtering of train/dev sets (${min_sec}-${max_sec} s); S2T text files"
+  for set in ${train_sets} ${dev_sets}; do
+    ${python} -m espnet_peft.bin.validate_data --src "data/${set}" --dst "dump/raw/${set}" --fs "${fs}" \
+      --min_sec "${min_sec}" --max_sec "${max_sec}"
+  done
+  for set in ${all_sets}; do
+    ${python} -m espnet_peft.bin.make_s2t_text --data_dir "dump/raw/${set}" --lang "${lang_token}" --task "${task_token}"
+    # ESPnet's batch sampler reads lengths from a shape file (no collect_stats pass needed for utterance_mvn).
+    cp "dump/raw/${set}/utt2num_samples" "dump/raw/${set}/speech_shape"
+  done
+fi
+
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+  if [ -f "${token_dir}/tokens.txt" ]; then
+    log "Stage 4: skip, ${token_dir} exists"
+  elif [ -n "${source_model}" ]; then
+    log "Stage 4: reuse the BPE model and token list of ${source_model}"
+    ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" --out "${source_dir}" \
+      --token_dir "${token_dir}"
+  else
+    log "Stage 4: train an OWSM-style BPE (${bpe_vocab_size} pieces + special tokens) on ${source_train_set}"
+    ${python} -m espnet_peft.bin.train_owsm_bpe --text "dump/raw/${source_train_set}/text.ctc" --out "${token_dir}" \
+      --vocab_size "${bpe_vocab_size}" --speech_length "${speech_length}" --lang "${lang_token}" --task "${task_token}"
+  fi
+fi
+
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+  if [ -n "${source_model}" ]; then
+    log "Stage 5: source model from ${source_model}"
+    [ -f "${source_dir}/model.pth" ] || ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" \
+      --out "${source_dir}" --token_dir "${token_dir}"
+  else
+    log "Stage 5: pretrain the embedded source model on ${source_train_set} (cached in ${source_dir})"
+    train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}"
+    ln -sf valid.acc.best.pth "${source_dir}/model.pth"
+  fi
+fi
+
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+  log "Stage 6: zero-shot decoding of the source model on ${test_sets}"
+  # shellcheck disable=SC2086
+  decode "${source_dir}/config.yaml" "${source_dir}/model.pth" "${source_dir}/decode_zeroshot" ${test_sets}
+fi
+
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+  log "Stage 7: fine-tuning (${methods}) at a budget of ${budget} trainable parameters"
+  while read -r -u 3 domain method share name; do
+    dir="exp/${name}"
+    mkdir -p "${dir}"
+    share_args=()
+    if [ "${share}" != - ]; then share_args=(--outer_share "${share}"); fi
+    ${python} -m espnet_peft.bin.make_finetune_config --base "${source_dir}/config.yaml" \
+      --overrides "$([ "${method}" = full ] && echo "${full_finetune_config}" || echo "${finetune_config}")" \
+      --method "${method}" --peft_conf_dir "${peft_conf_dir}" --budget "${budget}" \
+      "${share_args[@]}" --out "${dir}/train.yaml"
+    train "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml" --init_param "${source_dir}/model.pth"
+  done 3< <(experiments)
+fi
+
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+  log "Stage 8: decoding every fine-tuned model on its target test set and on ${source_test_sets}"
+  while read -r -u 3 domain _ _ name; do
+    # A single best checkpoint: averaging factor matrices is not averaging the effective weights.
+    # shellcheck disable=SC2086
+    decode "exp/${name}/config.yaml" "exp/${name}/valid.acc.best.pth" "exp/${name}/decode" "${domain}_test" ${source_test_sets}
+  done 3< <(experiments)
+fi
+
+if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+  log "Stage 9: scoring with sclite (cross-checked against jiwer) -> <decode_dir>/<set>/score_{wer,cer}"
+  for text in exp/source/decode_zeroshot/*/text exp/*/decode/*/text; do
+    [ -f "${text}" ] || continue
+    set=$(basename "$(dirname "${text}")")
+    ${python} -m espnet_peft.bin.score --ref "dump/raw/${set}/text.ctc" --hyp "${text}" \
+      --utt2spk "dump/raw/${set}/utt2spk" --out "$(dirname "${text}")"
+  done
+  # run_info.json per experiment (and the zero-shot model per domain): what the report compares.
+  first_source_test=${source_test_sets%% *}
+  device=$([ "${ngpu}" -gt 0 ] && echo "${ngpu} GPU(s)" || echo "cpu ($(nproc --all) cores); peak memory = max RSS")
+  for domain in ${target_domains}; do
+    decoded=${source_dir}/decode_zeroshot
+    ${python} -m espnet_peft.bin.write_run_info --exp_dir "${source_dir}/zero_shot_${domain}" --domain "${domain}" \
+      --method zero_shot --target "${decoded}/${domain}_test" --source "${decoded}/${first_source_test}"
+  done
+  while read -r -u 3 domain method share name; do
+    ${python} -m espnet_peft.bin.write_run_info --exp_dir "exp/${name}" --domain "${domain}" --method "${method}" \
+      --outer_share "${share}" --target "exp/${name}/decode/${domain}_test" \
+      --source "exp/${name}/decode/${first_source_test}" --device "${device}"
+  done 3< <(experiments)
+fi
+
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
+  log "Stage 10: learning-vs-forgetting figures (and the outer_share sweep) -> exp/report/*.png"
+  ${python} -m espnet_peft.bin.make_report --exp_root exp --out exp/report --figures_only
+fi
+
+if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
+  log "Stage 11: merge each adapter into a plain ESPnet model and export it as an adapter package"
+  while read -r -u 3 _ method _ name; do
+    [ "${method}" = full ] && continue
+    dir="exp/${name}"
+    [ -f "${dir}/merged/model.pth" ] || ${python} -m espnet_peft.bin.merge --task s2t --exp_dir "${dir}" \
+      --model_file "${dir}/valid.acc.best.pth" --output_dir "${dir}/merged"
+    [ -f "${dir}/adapter/adapter_model.pth" ] || ${python} -m espnet_peft.bin.export_adapter --task s2t \
+      --exp_dir "${dir}" --model_file "${dir}/valid.acc.best.pth" --output_dir "${dir}/adapter"
+  done 3< <(experiments)
+fi
+
+if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
+  log "Stage 12: report -> RESULTS.md, exp/report/results.json"
+  ${python} -m espnet_peft.bin.make_report --exp_root exp --out exp/report
+  cp exp/report/RESULTS.md RESULTS.md
+  log "Done: see RESULTS.md and exp/report/"
+fi

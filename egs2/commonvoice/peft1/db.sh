@@ -1,0 +1,6 @@
+# shellcheck shell=bash disable=SC2034
+# Where the corpora live: set these here or export them before ./run.sh (README.md says where to get them).
+COMMONVOICE=${COMMONVOICE:-}   # cv-corpus-<version>/ (holding en/{train,dev,test,validated}.tsv and en/clips/)
+LIBRISPEECH=${LIBRISPEECH:-}   # directory holding LibriSpeech/ (https://www.openslr.org/12; CC BY 4.0):
+                                # the parts in local/data.sh --librispeech_parts (dev-clean, dev-other,
+                                # test-clean, test-other by default)

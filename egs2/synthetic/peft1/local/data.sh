@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Stage 1 of the embedded default: a synthetic three-domain English corpus (source adult US English, child-like,
+# regional accents), made offline with espeak-ng + sox, deterministic by seed, speakers disjoint across splits.
+set -euo pipefail
+. ./path.sh
+. ./db.sh
+
+seed=0
+nj=2
+sizes="train=400,dev=60,test=80,source.train=1000"   # utterances per split (DOMAIN.SPLIT=N for one domain)
+speakers="train=12,dev=6,test=6"                       # speakers per split, disjoint across splits
+. utils/parse_options.sh
+
+for tool in espeak-ng sox; do
+  command -v "${tool}" >/dev/null || { echo "$0: ${tool} not found: apt-get install espeak-ng sox" >&2; exit 1; }
+done
+python3 -m espnet_peft.bin.synthesize_corpus --out "${SYNTH_CORPUS}" --seed "${seed}" --nj "${nj}" --sizes "${sizes}" \
+  --speakers_per_split "${speakers}"
+for dir in "${SYNTH_CORPUS}"/*_{train,dev,test}; do
+  [ -d "${dir}" ] || continue
+  rm -rf "data/${dir##*/}"
+  mkdir -p data
+  cp -r "${dir}" "data/${dir##*/}"
+done

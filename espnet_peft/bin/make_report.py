@@ -1,0 +1,37 @@
+"""Collect every exp/**/run_info.json and write RESULTS.md, results.json and the plots.
+
+    python -m espnet_peft.bin.make_report --exp_root exp --out exp/report
+
+run_info.json schema: see espnet_peft/recipe/report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from espnet_peft.recipe import bootstrap
+from espnet_peft.recipe.report import ReportError, build_report, collect_results
+from espnet_peft.recipe.scoring import ScoringError
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_root", type=Path, required=True, help="searched recursively for run_info.json")
+    parser.add_argument("--out", type=Path, required=True, help="report dir")
+    parser.add_argument("--n_resamples", type=int, default=bootstrap.N_RESAMPLES)
+    parser.add_argument("--seed", type=int, default=bootstrap.SEED)
+    parser.add_argument("--figures_only", action="store_true", help="write only the PNG plots")
+    args = parser.parse_args(cmd)
+    try:
+        written = build_report(collect_results(args.exp_root), args.out, args.n_resamples, args.seed,
+                               figures_only=args.figures_only)
+    except (ReportError, ScoringError, FileNotFoundError) as error:  # their messages name the file
+        raise SystemExit(f"report: {error}") from None
+    for path in written.values():
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Write ``run_info.json`` for one experiment (or the zero-shot source model), the input of make_report.
+
+    python -m espnet_peft.bin.write_run_info --exp_dir exp/child_lora --domain child --method lora \\
+        --target exp/child_lora/decode/child_test --source exp/child_lora/decode/source_test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--exp_dir", type=Path, required=True, help="training dir (trainable_parameters.json, "
+                        "resources.json); for zero_shot, where to write run_info.json")
+    parser.add_argument("--domain", required=True)
+    parser.add_argument("--method", required=True, help="adapter name, full, or zero_shot")
+    parser.add_argument("--outer_share", default="-", help="SSVD-O's outer_share ('-' for none)")
+    parser.add_argument("--target", type=Path, required=True, help="scored decode dir of the target test set")
+    parser.add_argument("--source", type=Path, required=True, help="scored decode dir of the source test set")
+    parser.add_argument("--device", default=None)
+    args = parser.parse_args(cmd)
+    counts = _read(args.exp_dir / "trainable_parameters.json")
+    resources = _read(args.exp_dir / "resources.json")
+    if args.method != "zero_shot" and not counts:
+        raise SystemExit(f"{args.exp_dir}/trainable_parameters.json is missing: was {args.exp_dir} trained?")
+    info = {
+        "domain": args.domain,
+        "method": args.method,
+        "trainable_params": counts.get("trainable", 0) if args.method != "zero_shot" else 0,
+        "scores": {"target": str(args.target.resolve()), "source": str(args.source.resolve())},
+    }
+    if args.outer_share not in ("-", ""):
+        info["outer_share"] = float(args.outer_share)
+    if resources:
+        info["train_time_s"] = resources["wall_time_s"]
+        info["peak_mem_mb"] = resources["peak_rss_mb"]
+    if args.device:
+        info["device"] = args.device
+    args.exp_dir.mkdir(parents=True, exist_ok=True)
+    (args.exp_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Importable helpers behind the egs2 recipes (data, tokens, scoring, report)."""

@@ -1,0 +1,293 @@
+"""Recipe helpers: text normalisation, sclite scoring + jiwer cross-check, bootstrap intervals, RESULTS report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import pytest
+
+from espnet_peft.bin import make_report, score
+from espnet_peft.recipe import bootstrap, report, scoring
+from espnet_peft.recipe.text_norm import normalize_text
+
+
+def _has_sclite() -> bool:
+    try:
+        scoring.find_sclite()
+    except RuntimeError:
+        return False
+    return True
+
+
+needs_sclite = pytest.mark.skipif(not _has_sclite(), reason="sclite not installed: apt-get install sctk")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_text(path: Path, lines: Dict[str, str]) -> Path:
+    path.write_text("".join(f"{utt} {words}\n" for utt, words in lines.items()), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("<eng><asr><notimestamps> Hello, World!", "hello world"),
+    ("Don't  STOP — it's 'rock'n'roll'.", "don't stop it's rock'n'roll"),
+    ("<noise> um [laughter] yes <na>", "um yes"),
+    ("well-known\tU.S.A", "well known u s a"),
+    ("students' \u2018quote\u2019 can\u2019t", "students quote can't"),
+    ("<0.00> hi<1.20>there<sos/eos>", "hi there"),
+    ("\uff26\uff55\uff4c\uff4c \uff37\uff29\uff24\uff34\uff28 ÉCOLE", "full width école"),
+    ("<unk>", ""),
+])
+def test_normalize_text(raw: str, expected: str) -> None:
+    assert normalize_text(raw) == expected
+
+
+def test_char_tokens_mark_word_boundaries_like_espnet() -> None:
+    assert scoring.char_tokens("ab c") == ["a", "b", scoring.WORD_BOUNDARY, "c"]
+
+
+# ---------------------------------------------------------------- sclite scoring
+
+
+@pytest.fixture
+def scored(tmp_path: Path) -> Dict[str, scoring.ScoreResult]:
+    """Hand-counted: u1 1 sub + 1 del, u2 1 ins (after normalisation), u3 correct, u4 has no hypothesis."""
+    ref = write_text(tmp_path / "ref", {"s1-u1": "the cat sat on the mat", "s1-u2": "Hello world.",
+                                        "s2-u3": "a b c", "s2-u4": "x y"})
+    hyp = write_text(tmp_path / "hyp", {"s1-u1": "the cat sit on mat", "s1-u2": "<eng><asr> hello, BIG world!",
+                                        "s2-u3": "a b c", "s9-extra": "ignored"})
+    return scoring.score_files(ref, hyp, tmp_path / "decode" / "test")
+
+
+@needs_sclite
+def test_sclite_matches_hand_counts(scored: Dict[str, scoring.ScoreResult], tmp_path: Path) -> None:
+    words = scored["word"]
+    assert words.counts.utt_ids == ("s1-u1", "s1-u2", "s2-u3", "s2-u4")
+    np.testing.assert_array_equal(words.counts.ref, [6, 2, 3, 2])
+    np.testing.assert_array_equal(words.counts.sub, [1, 0, 0, 0])
+    np.testing.assert_array_equal(words.counts.dele, [1, 0, 0, 2])  # u4: missing hypothesis = all deletions
+    np.testing.assert_array_equal(words.counts.ins, [0, 1, 0, 0])
+    assert words.counts.error_rate == pytest.approx(100 * 5 / 13)
+    score_dir = tmp_path / "decode" / "test" / "score_wer"
+    assert sorted(p.name for p in score_dir.iterdir()) == [
+        "hyp.trn", "jiwer_crosscheck.json", "per_utt.tsv", "ref.trn", "result.txt", "summary.json"]
+    result_txt = (score_dir / "result.txt").read_text()
+    assert "Sum/Avg" in result_txt  # sclite's own report, as ESPnet keeps it
+    total = scoring.parse_sclite_sum(result_txt)
+    assert (total["ref"], total["sub"], total["del"], total["ins"], total["err"]) == (13, 1, 3, 1, 5)
+    assert (score_dir / "hyp.trn").read_text().splitlines()[3] == "(s2-s2-u4)"
+    assert words.crosscheck["equal"] and words.crosscheck["differing_utterances"] == []
+    reread = scoring.read_score_dir(score_dir.parent)
+    assert reread.utt_ids == words.counts.utt_ids and np.array_equal(reread.errors, words.counts.errors)
+
+
+@needs_sclite
+def test_cer_on_characters_with_space_tokens(scored: Dict[str, scoring.ScoreResult]) -> None:
+    chars = scored["char"]
+    u2 = chars.counts.utt_ids.index("s1-u2")  # "hello world" -> "hello big world": "b i g <space>" inserted
+    assert (chars.counts.ref[u2], chars.counts.sub[u2], chars.counts.dele[u2], chars.counts.ins[u2]) == (11, 0, 0, 4)
+    assert "<space>" in (chars.score_dir / "ref.trn").read_text()
+
+
+@needs_sclite
+def test_missing_and_extra_hypotheses_are_listed(scored: Dict[str, scoring.ScoreResult]) -> None:
+    summary = json.loads((scored["word"].score_dir / "summary.json").read_text())
+    assert summary["missing_hyp"] == ["s2-u4"] and summary["extra_hyp"] == ["s9-extra"]
+    assert summary["err"] == 5 and summary["ref"] == 13
+
+
+@needs_sclite
+def test_weighted_alignment_differences_are_recorded(tmp_path: Path) -> None:
+    """sclite (sub 4, del/ins 3) vs jiwer (unit costs): a tie split differently, and one more error from sclite."""
+    ref = write_text(tmp_path / "ref", {"s-tie": "a b", "s-shift": "a b c d e"})
+    hyp = write_text(tmp_path / "hyp", {"s-tie": "b c", "s-shift": "d e x y z"})
+    check = scoring.score_files(ref, hyp, tmp_path / "out", units=["word"])["word"].crosscheck
+    differ = {u["utt_id"]: u for u in check["differing_utterances"]}
+    assert differ["s-tie"]["sclite"] == {"sub": 0, "del": 1, "ins": 1, "err": 2}
+    assert differ["s-tie"]["jiwer"]["err"] == 2
+    assert differ["s-shift"]["sclite"] == {"sub": 0, "del": 3, "ins": 3, "err": 6}
+    assert differ["s-shift"]["jiwer"] == {"sub": 5, "del": 0, "ins": 0, "err": 5}
+    assert check["ref_tokens"] == {"sclite": 7, "jiwer": 7}
+    assert not check["equal"] and check["unexplained"] == []
+    assert json.loads((tmp_path / "out" / "score_wer" / "jiwer_crosscheck.json").read_text()) == check
+
+
+def test_empty_reference_is_an_error_naming_the_utterance(tmp_path: Path) -> None:
+    ref = write_text(tmp_path / "ref", {"s-u1": "fine", "s-u2": "<noise> [laughter]"})
+    hyp = write_text(tmp_path / "hyp", {"s-u1": "fine", "s-u2": ""})
+    with pytest.raises(scoring.ScoringError, match="s-u2"):
+        scoring.score_files(ref, hyp, tmp_path / "out")
+
+
+def test_missing_sclite_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SCLITE", raising=False)
+    monkeypatch.setattr(scoring.shutil, "which", lambda name: None)
+    monkeypatch.setattr(scoring, "SCLITE_FALLBACKS", ())
+    with pytest.raises(RuntimeError, match=r"sclite not found: apt-get install sctk"):
+        scoring.find_sclite()
+
+
+def test_ids_sclite_cannot_round_trip_are_rejected() -> None:
+    with pytest.raises(scoring.ScoringError, match="differ only in case"):
+        scoring.trn_ids(["s-A", "s-a"], {"s-A": "s", "s-a": "s"})
+    with pytest.raises(scoring.ScoringError, match="parentheses"):
+        scoring.trn_ids(["s-(1)"], {"s-(1)": "s"})
+
+
+@needs_sclite
+def test_score_cli_prints_wer_and_cer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ref = write_text(tmp_path / "ref", {"s-u1": "one two three four"})
+    hyp = write_text(tmp_path / "hyp", {"s-u1": "one too three four"})
+    utt2spk = write_text(tmp_path / "utt2spk", {"s-u1": "spk-1"})
+    score.main(["--ref", str(ref), "--hyp", str(hyp), "--out", str(tmp_path / "out"), "--utt2spk", str(utt2spk)])
+    out = capsys.readouterr().out
+    assert "WER 25.00%" in out and "CER " in out
+    assert "(spk_1-s-u1)" in (tmp_path / "out" / "score_wer" / "ref.trn").read_text()
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+def synthetic_errors(n_utts: int, wer: float, seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    ref = rng.integers(3, 30, size=n_utts)
+    return rng.binomial(ref, wer), ref
+
+
+def test_wer_interval_contains_point_and_is_deterministic() -> None:
+    errors, ref = synthetic_errors(300, 0.2, seed=1)
+    ci = bootstrap.wer_ci(errors, ref)
+    assert ci.low < ci.point < ci.high
+    assert ci.point == pytest.approx(100 * errors.sum() / ref.sum())
+    assert bootstrap.wer_ci(errors, ref) == ci
+    assert bootstrap.wer_ci(errors, ref, seed=1) != ci
+
+
+def test_wer_interval_shrinks_with_more_utterances() -> None:
+    small, large = (bootstrap.wer_ci(*synthetic_errors(n, 0.2, seed=2)) for n in (50, 2000))
+    assert large.high - large.low < 0.5 * (small.high - small.low)
+
+
+def test_paired_intervals() -> None:
+    errors, ref = synthetic_errors(200, 0.3, seed=3)
+    assert bootstrap.paired_difference_ci(errors, errors, ref) == bootstrap.Interval(0.0, 0.0, 0.0)
+    worse = errors + 1
+    diff = bootstrap.paired_difference_ci(worse, errors, ref)
+    assert 0 < diff.low <= diff.point <= diff.high
+    halved = bootstrap.relative_reduction_ci(errors / 2, errors, ref)
+    assert halved.point == pytest.approx(50.0) and halved.low == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="same utterances"):
+        bootstrap.paired_difference_ci(errors[:-1], errors, ref)
+
+
+# ---------------------------------------------------------------- report
+
+
+def write_run(exp: Path, domain: str, name: str, target_errors: np.ndarray, source_errors: np.ndarray,
+              ref: Dict[str, np.ndarray], outer_share: Optional[float] = None, params: int = 1000) -> None:
+    """One experiment as the shell recipe leaves it: score dirs + run_info.json."""
+    run_dir = exp / domain / name
+    for role, errors in (("target", target_errors), ("source", source_errors)):
+        score_dir = run_dir / "decode" / f"test_{role}" / "score_wer"
+        score_dir.mkdir(parents=True)
+        n = len(errors)
+        zeros = np.zeros(n, dtype=np.int64)
+        counts = scoring.UtteranceCounts(tuple(f"{role}-u{i}" for i in range(n)), ref[role], errors, zeros, zeros)
+        counts.write_tsv(score_dir / "per_utt.tsv")
+    info = {"domain": domain, "method": name.split("_os")[0], "trainable_params": params,
+            "train_time_s": None if name == "zero_shot" else 4000.0, "peak_mem_mb": 2048.0,
+            "scores": {"target": "decode/test_target", "source": "decode/test_source"}}
+    if outer_share is not None:
+        info["outer_share"] = outer_share
+    (run_dir / "run_info.json").write_text(json.dumps(info))
+
+
+@pytest.fixture
+def exp_root(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    exp = tmp_path / "exp"
+    ref = {"target": rng.integers(5, 20, size=60), "source": rng.integers(5, 20, size=40)}
+    zero = {}
+    for domain, shift in (("child", 0.5), ("accent", 0.3)):
+        zero[domain] = rng.binomial(ref["target"], shift), rng.binomial(ref["source"], 0.1)
+        write_run(exp, domain, "zero_shot", *zero[domain], ref, params=0)
+        for method, learn, forget in (("full", 0.5, 0.3), ("lora", 0.4, 0.1)):
+            write_run(exp, domain, method, (zero[domain][0] * (1 - learn)).astype(int),
+                      zero[domain][1] + rng.binomial(1, forget, size=40), ref)
+    for share in (0.25, 0.5, 0.75):  # an SSVD-O outer_share sweep on one domain
+        write_run(exp, "child", f"ssvd_o_os{share}", (zero["child"][0] * (1 - share / 2)).astype(int),
+                  zero["child"][1] + rng.binomial(1, share / 3, size=40), ref, outer_share=share)
+    return exp
+
+
+def test_report_writes_tables_json_and_plots(exp_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    make_report.main(["--exp_root", str(exp_root), "--out", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["domains"]) == {"accent", "child"}
+    child_rows = results["domains"]["child"]["rows"]
+    assert [r["label"] for r in child_rows] == ["zero_shot", "full", "lora", "ssvd_o (outer_share=0.25)",
+                                                "ssvd_o (outer_share=0.5)", "ssvd_o (outer_share=0.75)"]
+    assert child_rows[0]["forgetting"] is None and child_rows[1]["learning"]["point"] == pytest.approx(50, abs=5)
+    for row in child_rows[1:]:
+        for key in ("target_wer", "source_wer", "forgetting", "learning"):
+            assert row[key]["low"] <= row[key]["point"] <= row[key]["high"]
+    markdown = (out / "RESULTS.md").read_text()
+    assert "## Environments" in markdown and "espnet version" in markdown
+    for domain, block in results["domains"].items():
+        section = markdown.split(f"## {domain}\n")[1].split("\n## ")[0]
+        table_rows = [line for line in section.splitlines() if line.startswith("|")][2:]
+        assert [row.split("|")[1] for row in table_rows] == [r["label"] for r in block["rows"]]
+    for name in ("learning_vs_forgetting.png", "outer_share_sweep.png"):
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_no_sweep_plot_without_several_outer_shares(exp_root: Path, tmp_path: Path) -> None:
+    records = [r for r in report.collect_results(exp_root) if r.outer_share is None]
+    written = report.build_report(records, tmp_path / "report", n_resamples=200)
+    assert "outer_share_sweep" not in written and not (tmp_path / "report" / "outer_share_sweep.png").exists()
+    assert written["learning_vs_forgetting"].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_needs_one_zero_shot_per_domain(exp_root: Path) -> None:
+    records = [r for r in report.collect_results(exp_root) if not (r.domain == "accent" and r.method == "zero_shot")]
+    with pytest.raises(report.ReportError, match="'accent' has 0 zero_shot"):
+        report.summarise(records)
+
+
+def test_report_rejects_runs_scored_on_other_utterances(exp_root: Path) -> None:
+    records = report.collect_results(exp_root)
+    lora = next(r for r in records if r.method == "lora")
+    counts = lora.scores["target"]
+    lora.scores["target"] = scoring.UtteranceCounts(counts.utt_ids[:-1], counts.ref[:-1], counts.sub[:-1],
+                                                    counts.dele[:-1], counts.ins[:-1])
+    with pytest.raises(scoring.ScoringError, match="utterance sets differ"):
+        report.summarise(records)
+
+
+@needs_sclite
+def test_report_reads_real_score_dirs(tmp_path: Path) -> None:
+    """End to end: the scoring CLI's output is what run_info.json points at."""
+    exp = tmp_path / "exp"
+    refs = {"target": {"k-1": "big red dog", "k-2": "a small cat"}, "source": {"a-1": "hello there"}}
+    hyps = {"zero_shot": {"k-1": "big bed dog", "k-2": "small cat", "a-1": "hello there"},
+            "lora": {"k-1": "big red dog", "k-2": "a small cat", "a-1": "hello hair"}}
+    for method, hyp in hyps.items():
+        for role, ref in refs.items():
+            out = exp / "child" / method / "decode" / role
+            out.mkdir(parents=True)
+            scoring.score_files(write_text(out / "ref", ref), write_text(out / "hyp", hyp), out, units=["word"])
+        (exp / "child" / method / "run_info.json").write_text(json.dumps(
+            {"domain": "child", "method": method, "trainable_params": 0 if method == "zero_shot" else 10,
+             "scores": {"target": "decode/target", "source": "decode/source"}}))
+    rows = report.summarise(report.collect_results(exp), n_resamples=100)["domains"]["child"]["rows"]
+    assert rows[0]["target_wer"]["point"] == pytest.approx(100 * 2 / 6, abs=1e-3)  # results are rounded
+    assert rows[1]["learning"]["point"] == pytest.approx(100.0)
+    assert rows[1]["forgetting"]["point"] == pytest.approx(50.0)
