@@ -61,7 +61,8 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 # (partition, student, turn, .trn content or None for an untranscribed file) -> what the normaliser must give
 MYST_UTTS = [
-    ("train", "002001", 1, "um so the magnets <side_speech> attract (( )) each other", "um so the magnets attract each other"),
+    ("train", "002001", 1, "um so the magnets <side_speech> attract (( )) each other",
+     "um so the magnets attract each other"),
     ("train", "002001", 2, "<no_signal>", None),                                   # noise only: dropped
     ("train", "002001", 3, "(()) <breath> (*)", None),                               # unintelligible only: dropped
     ("train", "002001", 4, "+um I 'M not sure [laughs] it's 2 volts", "i'm not sure it's two volts"),
@@ -157,30 +158,39 @@ def make_cmu_kids(root: Path, shorten: bool = False) -> Path:
 # ---------------------------------------------------------------- L2-ARCTIC
 
 L2_SPEAKERS = ("ABA", "SKA", "YBAA", "ZHAA", "ASI", "RRBI", "SVBI", "TNI")  # Arabic and Hindi
-L2_PROMPT_TEXT = {
-    "arctic_a0001": "Author of the danger trail, Philip Steels, etc.",
-    "arctic_a0002": "Not at this particular case, Tom, apologized Whittemore.",
-    "arctic_a0003": "For the twentieth time that evening the two men shook hands.",
-    "arctic_a0004": "Lord, but I'm glad to see you again, Phil.",
-    "arctic_a0005": "Will we ever forget it.",
-    "arctic_a0006": "God bless 'em, I hope I'll go on seeing them forever.",
-    "arctic_a0007": "And you always want to see it in the superlative degree.",
-    "arctic_a0008": "Gad, your letter came just in time.",
-    "arctic_a0009": "He turned sharply, and faced Gregson across the table.",
-    "arctic_a0010": "I'm playing a single hand in what looks like a losing game.",
-    "arctic_a0011": "If I ever needed a fighter in my life I need one now.",
-    "arctic_a0012": "Gregson shoved back his chair and rose to his feet in 1908.",
-}
+L2_SENTENCES = (
+    "Author of the danger trail, Philip Steels, etc.",
+    "Not at this particular case, Tom, apologized Whittemore.",
+    "For the twentieth time that evening the two men shook hands.",
+    "Lord, but I'm glad to see you again, Phil.",
+    "God bless 'em, I hope I'll go on seeing them forever.",
+    "Gregson shoved back his chair and rose to his feet in 1908.",
+)
 
 
-def make_l2_arctic(root: Path, prompts: list[str]) -> Path:
+def l2_prompts(split_of, per_split: int = 2) -> dict[str, str]:
+    """prompt id -> text: the first ``per_split`` ARCTIC ids of each prompt split (``split_of(id)``), so that every
+    speaker-disjoint set keeps some readings; texts cycle through L2_SENTENCES (a0001 gets the first)."""
+    chosen: dict[str, list[str]] = {}
+    for n in range(1, 594):
+        prompt = f"arctic_a{n:04d}"
+        bucket = chosen.setdefault(split_of(prompt), [])
+        if len(bucket) < per_split:
+            bucket.append(prompt)
+        if len(chosen) == 3 and all(len(b) == per_split for b in chosen.values()):
+            break
+    ids = sorted(p for b in chosen.values() for p in b)
+    return {p: L2_SENTENCES[i % len(L2_SENTENCES)] for i, p in enumerate(ids)}
+
+
+def make_l2_arctic(root: Path, prompts: dict[str, str]) -> Path:
     base = root / "l2arctic_release_v5.0"
     write(base / "README.md", "L2-ARCTIC\n")
     for spk in L2_SPEAKERS:
         for prompt in prompts:
             tone(base / spk / "wav" / f"{prompt}.wav", 44100, 0.4)
-            if not (spk == "ABA" and prompt == prompts[0]):  # one wav without transcript
-                write(base / spk / "transcript" / f"{prompt}.txt", L2_PROMPT_TEXT[prompt])  # no newline, as released
+            if not (spk == "ABA" and prompt == "arctic_a0001"):  # one wav without transcript
+                write(base / spk / "transcript" / f"{prompt}.txt", prompts[prompt])  # no newline, as released
         (base / spk / "annotation").mkdir(parents=True, exist_ok=True)
     return root
 
@@ -248,7 +258,8 @@ INDIA = "India and South Asia (India, Pakistan, Sri Lanka)"
 # split -> [(client, accent value, sentence)]; the old release uses CV's fixed labels, the new free text
 CV_OLD = {
     "train": [("a1" * 32, "indian", '"Hello," she said.'), ("a1" * 32, "indian", "It's 5 o'clock."),
-              ("b2" * 32, "scotland", "Aye, it is."), ("c3" * 32, "us", "Howdy partner."), ("d4" * 32, "", "No accent.")],
+              ("b2" * 32, "scotland", "Aye, it is."), ("c3" * 32, "us", "Howdy partner."),
+              ("d4" * 32, "", "No accent.")],
     "dev": [("e5" * 32, "scotland", "Good morning.")],
     "test": [("f6" * 32, "indian", "See you soon!")],
 }

@@ -6,55 +6,34 @@ It runs the real ``egs2/synthetic/peft1/run.sh`` (espeak-ng + sox corpus, ESPnet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
-import yaml
+
+from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (the fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "ssvd_o", "full")
 DOMAINS = ("child", "accent")
 
-TINY_MODEL = {
-    "encoder_conf": {"output_size": 64, "attention_heads": 2, "linear_units": 128, "cgmlp_linear_units": 128,
-                     "num_blocks": 2, "cgmlp_conv_kernel": 15, "merge_conv_kernel": 15},
-    "decoder_conf": {"attention_heads": 2, "linear_units": 128, "num_blocks": 1},
-}
-TINY_TRAINING = {"batch_size": 4, "max_epoch": 2, "num_iters_per_epoch": 3, "num_workers": 0}
-
-
-def shrink(config_file: Path, changes: dict) -> None:
-    config = yaml.safe_load(config_file.read_text())
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            config[key].update(value)
-        else:
-            config[key] = value
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("egs")
     shutil.copytree(REPO / "egs2", root / "egs2", symlinks=True)
-    recipe_dir = root / "egs2" / "synthetic" / "peft1"
-    shrink(recipe_dir / "conf" / "train_source.yaml", {**TINY_MODEL, **TINY_TRAINING})
-    for name in ("finetune.yaml", "finetune_full.yaml"):
-        shrink(recipe_dir / "conf" / name, TINY_TRAINING)
-    return recipe_dir
+    return root / "egs2" / "synthetic" / "peft1"
 
 
-def run_recipe(recipe_dir: Path, *options: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
-    command = ["./run.sh", "--python", sys.executable, "--nj", "1", "--methods", " ".join(METHODS),
-               "--budget", "8000", "--bpe_vocab_size", "60", "--local_data_opts", "--sizes train=12,dev=4,test=6 --speakers train=3,dev=2,test=2",
-               *options]
+def run_recipe(recipe_dir: Path, *options: str, base_env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    base_env = base_env if base_env is not None else dict(os.environ)
+    env = {**base_env, "PATH": f"{Path(sys.executable).parent}:{base_env['PATH']}", "PYTHONPATH": str(REPO)}
+    command = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--methods", " ".join(METHODS), *options]
     result = subprocess.run(command, cwd=recipe_dir, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-5000:]
     return result
@@ -103,7 +82,53 @@ def test_report_has_one_row_per_method_and_domain(finished: Path) -> None:
     assert abs(budgets["ssvd_o"] - budgets["lora"]) <= 0.05 * 8000 + abs(budgets["lora"] - 8000)
 
 
-def test_stages_can_be_rerun(finished: Path) -> None:
-    result = run_recipe(finished, "--stage", "2", "--stop_stage", "12")
-    assert re.search(r"skip exp/source: already trained", result.stderr)
+def test_sclite_and_jiwer_agree(finished: Path) -> None:
+    checks = sorted(finished.glob("exp/**/score_*/jiwer_crosscheck.json"))
+    assert len(checks) >= 2 * (3 + 2 * len(METHODS) * len(DOMAINS))  # WER and CER of every scored set
+    for path in checks:
+        check = json.loads(path.read_text())
+        assert check["ref_tokens"]["sclite"] == check["ref_tokens"]["jiwer"], path
+        # Equal, or every difference explained by sclite's weighted alignment (listed utterance by utterance).
+        assert check["equal"] or not check.get("unexplained"), path
+
+
+def snapshot(recipe_dir: Path) -> dict:
+    """Content of every output, except logs and the report's generation date."""
+    state = {}
+    for path in sorted(p for top in ("data", "dump", "exp") for p in (recipe_dir / top).rglob("*") if p.is_file()):
+        relative = str(path.relative_to(recipe_dir))
+        if path.suffix == ".log" or relative.startswith("exp/report/") or "/logdir/" in relative:
+            continue
+        state[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    results = json.loads((recipe_dir / "exp" / "report" / "results.json").read_text())
+    results.pop("environment")
+    state["results.json without environment"] = results
+    return state
+
+
+def test_rerunning_finished_stages_changes_nothing(finished: Path) -> None:
+    before = snapshot(finished)
+    result = run_recipe(finished, "--stage", "1", "--stop_stage", "12")
+    assert "skip exp/source: already trained" in result.stderr
     assert "skip decoding" in result.stderr
+    after = snapshot(finished)
+    changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
+    assert not changed, f"re-running changed {changed[:10]}"
+
+
+def test_training_and_decoding_through_slurm_match_the_local_run(finished: Path, slurm_cluster: SlurmCluster,
+                                                                  tmp_path: Path) -> None:
+    """Stages 7-8 for one experiment again, with every job submitted by slurm.pl to a real one-node Slurm."""
+    copy = tmp_path / "egs2"
+    shutil.copytree(finished.parents[1], copy, symlinks=True)
+    recipe_dir = copy / "synthetic" / "peft1"
+    shutil.rmtree(recipe_dir / "exp" / "child_lora")
+    env = {**slurm_cluster.env, "cmd_backend": "slurm"}
+    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", "--methods", "lora", "--target_domains", "child",
+               base_env=env)
+    train_log = (recipe_dir / "exp" / "child_lora" / "train.log").read_text()
+    decode_log = (recipe_dir / "exp" / "child_lora" / "decode" / "logdir" / "decode.1.log").read_text()
+    assert "sbatch" in train_log and "sbatch" in decode_log, "the jobs did not go through sbatch"
+    for test_set in ("child_test", "source_test"):
+        local = (finished / "exp" / "child_lora" / "decode" / test_set / "text").read_text()
+        assert (recipe_dir / "exp" / "child_lora" / "decode" / test_set / "text").read_text() == local

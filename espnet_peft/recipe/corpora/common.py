@@ -104,27 +104,74 @@ def utt_id_for(speaker: str, name: str) -> str:
     return name if name.startswith(speaker) else f"{speaker}_{name}"
 
 
-_NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:st|nd|rd|th)?(?!\w)", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(st|nd|rd|th)?(?!\w)", re.IGNORECASE)
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+         "seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ("", " thousand", " million", " billion", " trillion")
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
+            "twelve": "twelfth"}
 
 
-@lru_cache(maxsize=1)
-def _inflect_engine():
-    try:
-        import inflect  # installed with espnet (espnet_tts_frontend / g2p-en)
-    except ImportError:
-        log.warning("inflect is not installed: digits are left as digits (pip install inflect)")
-        return None
-    return inflect.engine()
+def _below_1000(n: int) -> str:
+    hundreds, rest = divmod(n, 100)
+    tens, ones = divmod(rest, 10)
+    low = _ONES[rest] if rest < 20 else _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
+    if not hundreds:
+        return low
+    return f"{_ONES[hundreds]} hundred" + (f" and {low}" if rest else "")
+
+
+def cardinal(n: int) -> str:
+    """English words of a non-negative integer, British style as ESPnet's egs2/myst (``inflect``) writes them:
+    ``105`` -> ``one hundred and five``, ``1005`` -> ``one thousand and five``, ``21`` -> ``twenty-one``.
+    Numbers of 10**15 and more are read digit by digit."""
+    if n == 0:
+        return "zero"
+    if n >= 10**15:
+        return " ".join(_ONES[int(d)] for d in str(n))
+    groups = []
+    while n:
+        n, group = divmod(n, 1000)
+        groups.append(group)
+    words = [f"{_below_1000(g)}{_SCALES[i]}" for i, g in reversed(list(enumerate(groups))) if g]
+    if len(words) > 1 and 0 < groups[0] < 100:
+        words[-1] = f"and {words[-1]}"
+    return " ".join(words)
+
+
+def ordinal(words: str) -> str:
+    """``twenty-one`` -> ``twenty-first``, ``one hundred`` -> ``one hundredth``."""
+    head, sep, last = words.rpartition("-") if "-" in words.split()[-1] else words.rpartition(" ")
+    if last in _ORDINAL:
+        last = _ORDINAL[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return f"{head}{sep}{last}"
+
+
+def _number_words(match: re.Match) -> str:
+    digits, decimals, suffix = match.group(1).replace(",", ""), match.group(2), match.group(3)
+    if len(digits) > 1 and digits.startswith("0"):  # "007", codes: digit by digit
+        words = " ".join(_ONES[int(d)] for d in digits)
+    else:
+        words = cardinal(int(digits))
+    if decimals:
+        words += " point " + " ".join(_ONES[int(d)] for d in decimals[1:])
+    elif suffix:
+        words = ordinal(words)
+    return f" {words} "
 
 
 def spell_numbers(text: str) -> str:
-    """Numbers become words as in ESPnet's egs2/myst text_preprocess (``inflect``): ``42`` -> ``forty-two``,
-    ``3rd`` -> ``third``, ``2.5`` -> ``two point five``, ``1,000`` -> ``one thousand``, ``1990`` -> ``one thousand,
-    nine hundred and ninety`` (punctuation is removed afterwards). Digits glued to letters (``mp3``) stay."""
-    engine = _inflect_engine()
-    if engine is None or not any(c.isdigit() for c in text):
+    """Numbers become words as ESPnet's egs2/myst text_preprocess does (with ``inflect``): ``42`` -> ``forty-two``,
+    ``3rd`` -> ``third``, ``2.5`` -> ``two point five``, ``1,000`` -> ``one thousand``, ``1990`` -> ``one thousand
+    nine hundred and ninety`` (hyphens become spaces afterwards). Digits glued to letters (``mp3``) stay."""
+    if not any(c.isdigit() for c in text):
         return text
-    return _NUMBER.sub(lambda m: f" {engine.number_to_words(m.group().replace(',', ''))} ", text)
+    return _NUMBER.sub(_number_words, text)
 
 
 def finish_text(text: str) -> str:

@@ -25,6 +25,7 @@ fi
 command -v sox >/dev/null || { echo "$0: sox not found: apt-get install sox" >&2; exit 1; }
 
 python3 -m espnet_peft.recipe.corpora.common_voice --root "${COMMONVOICE}" --out data --nj "${nj}" \
-  --domain "${domain}" --accents "${accents}" ${accent_map:+--accent_map "${accent_map}"} --split "${split}" --max_per_speaker "${max_per_speaker}"
+  --domain "${domain}" --accents "${accents}" ${accent_map:+--accent_map "${accent_map}"} \
+  --split "${split}" --max_per_speaker "${max_per_speaker}"
 python3 -m espnet_peft.recipe.corpora.librispeech --root "${LIBRISPEECH}" --out data --nj "${nj}" \
   --parts "${librispeech_parts}"
