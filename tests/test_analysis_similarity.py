@@ -106,6 +106,15 @@ def test_linear_cka_known_answer_in_two_dimensions():
     assert linear_cka(a[:, None], b[:, None]) == pytest.approx(np.corrcoef(a, b)[0, 1] ** 2, abs=1e-14)
 
 
+@pytest.mark.parametrize("n", [5, 7])  # 10 pairs (even: mean of the middle two) and 21 pairs (odd)
+def test_gram_rbf_is_the_median_heuristic_over_pairs(n):
+    x = np.random.default_rng(n).normal(size=(n, 3))
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    median = np.median(d2[np.triu_indices(n, k=1)])
+    expected = np.exp(-d2 / (2 * 0.5**2 * median))
+    np.testing.assert_allclose(gram_rbf(x, threshold=0.5).numpy(), expected, rtol=1e-12, atol=1e-14)
+
+
 def test_hsic_unbiased_is_the_formula_of_the_notes():
     # the notes' formula written out term by term, against the stacked / vectorised implementation
     x, y = related_pair(n=30)
@@ -194,6 +203,22 @@ def test_cka_matrix_and_minibatch_layer_matrix():
         cka_matrix(layers_a, layers_b, method="debiased_rbf", progress=False),
         rtol=0, atol=1e-12,
     )
+
+
+def test_minibatch_intra_matrix_over_several_batches_equals_the_inter_path():
+    # intra shares one Gram stack (and one self-HSIC accumulator) for both sides; passing the layers as B again
+    # takes the general path
+    x, y = related_pair(n=600)
+    layers = [x, y, x[:, :12]]
+    intra, inter = MinibatchCKA(), MinibatchCKA()
+    for start in range(0, 600, 150):
+        batch = [layer[start : start + 150] for layer in layers]
+        intra.update(batch)
+        inter.update(batch, [b.clone() for b in batch])
+    torch.testing.assert_close(intra.compute(), inter.compute(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(intra.compute().diagonal(), torch.ones(3, dtype=F64), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="earlier ones"):
+        intra.update(batch, batch)
 
 
 def test_cka_errors_name_both_shapes():

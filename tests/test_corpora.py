@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -385,6 +386,23 @@ def test_librispeech_prepare(trees, tmp_path):
         librispeech.prepare(tmp_path / "nowhere", out)
 
 
+def test_undecodable_audio_is_dropped_and_convert_always_makes_wavs(tmp_path):
+    root = fx.make_librispeech(tmp_path / "libri")
+    broken = root / "LibriSpeech" / "test-clean" / "121" / "121726" / "121-121726-0000.flac"
+    broken.write_bytes(b"fLaC" + b"\x00" * 50)  # a FLAC magic and nothing decodable
+    out = tmp_path / "data"
+    librispeech.prepare(root, out, parts=("test-clean",), convert="always")
+    clean = read_data_dir(out / "librispeech_test_clean")
+    assert set(clean.text) == {"1089-134686-0000", "1089-134686-0001"}
+    assert all(p.startswith(str(out / "local" / "librispeech" / "wav")) for p in clean.wav_scp.values())
+    assert dropped(out, "librispeech") == {"audio_conversion_failed": 1}
+    broken.unlink()
+    for flac in root.glob("LibriSpeech/test-clean/*/*/*.flac"):
+        flac.write_bytes(b"not audio")
+    with pytest.raises(CorpusError, match="every audio conversion"):
+        librispeech.prepare(root, tmp_path / "again", parts=("test-clean",))
+
+
 # ---------------------------------------------------------------- recipes: local/data.sh through bash
 
 RECIPES = {  # recipe -> (db.sh variable, fixture tree, domain)
@@ -397,18 +415,22 @@ RECIPES = {  # recipe -> (db.sh variable, fixture tree, domain)
 }
 
 
-def recipe_sets(run_sh: Path) -> set[str]:
-    """The data sets run.sh asks peft.sh for (source train/dev/test sets and DOMAIN_{train,dev,test})."""
-    words = run_sh.read_text().replace("\\\n", " ").replace('"', " ").split()
-    sets = set()
-    for i, word in enumerate(words):
-        if word in ("--source_train_set", "--source_dev_set"):
-            sets.add(words[i + 1])
-        elif word == "--source_test_sets":
-            sets |= {w for w in words[i + 1:] if w.startswith("librispeech_")}
-        elif word == "--target_domains":
-            sets |= {f"{words[i + 1]}_{s}" for s in SPLITS}
-    return sets
+def recipe_sets(recipe: Path, tmp_path: Path) -> set[str]:
+    """The data sets run.sh asks peft.sh for (source train/dev/test sets and DOMAIN_{train,dev,test}), through any
+    wrapper (peft_librispeech_source.sh): run.sh runs in a copy of the recipe whose peft.sh prints its arguments."""
+    work = tmp_path / "run_sh_args"
+    work.mkdir()
+    for entry in recipe.iterdir():
+        if entry.name != "peft.sh":
+            (work / entry.name).symlink_to(entry.resolve())
+    (work / "peft.sh").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    (work / "peft.sh").chmod(0o755)
+    r = subprocess.run(["./run.sh"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    args = r.stdout.splitlines()  # --name value pairs; the last value of an option wins, as in utils/parse_options.sh
+    opts = dict(zip(args[::2], args[1::2]))
+    return ({opts["--source_train_set"], opts["--source_dev_set"], *opts["--source_test_sets"].split()}
+            | {f"{d}_{s}" for d in opts["--target_domains"].split() for s in SPLITS})
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
@@ -429,7 +451,7 @@ def test_recipe_local_data_sh(recipe, trees, tmp_path, monkeypatch):
     r = subprocess.run(["bash", "local/data.sh", "--nj", "2", *opts], cwd=work, env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    wanted = recipe_sets(src / "run.sh")
+    wanted = recipe_sets(src, tmp_path)
     assert wanted == {f"{domain}_{s}" for s in SPLITS} | {"librispeech_dev_clean", "librispeech_dev_other",
                                                           "librispeech_test_clean", "librispeech_test_other"}
     monkeypatch.chdir(work)  # converted audio is listed relative to the recipe directory, as Kaldi does
@@ -452,3 +474,22 @@ def test_recipes_document_licence_and_source():
     for recipe in RECIPES:
         readme = (REPO / "egs2" / recipe / "peft1" / "README.md").read_text()
         assert "Licen" in readme and "http" in readme, recipe
+
+
+def test_recipe_run_sh_stages_1_to_3_on_edacc(trees, tmp_path):
+    """The real driver (peft.sh through run.sh) takes the prepared dirs through validation and S2T text files."""
+    if not (shutil.which("sclite") or Path("/usr/lib/sctk/bin/sclite").exists()):
+        pytest.skip("peft.sh needs sclite: apt-get install sctk")
+    work = tmp_path / "peft1"
+    work.mkdir()
+    for entry in (REPO / "egs2" / "edacc" / "peft1").iterdir():
+        (work / entry.name).symlink_to(entry.resolve())
+    env = {**os.environ, "EDACC": str(trees["edacc"]), "LIBRISPEECH": str(trees["librispeech"]),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    r = subprocess.run(["./run.sh", "--stage", "1", "--stop_stage", "3"], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in ("accent_train", "accent_dev", "accent_test", "librispeech_test_clean", "librispeech_dev_clean"):
+        dump = work / "dump" / "raw" / name
+        assert (dump / "text.ctc").is_file() and (dump / "speech_shape").is_file(), name
+        assert read_table(dump / "text.ctc") == read_table(work / "data" / name / "text")  # nothing dropped

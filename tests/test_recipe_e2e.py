@@ -26,7 +26,9 @@ DOMAINS = ("child", "accent")
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("egs")
-    shutil.copytree(REPO / "egs2", root / "egs2", symlinks=True)
+    # Only the recipe files: a run in the working tree leaves data/, dump/, exp/ that must not leak in.
+    shutil.copytree(REPO / "egs2", root / "egs2", symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log", "RESULTS.md"))
     return root / "egs2" / "synthetic" / "peft1"
 
 

@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 
 extras="[test]"
 # espeak-ng + sox: synthetic speech; sctk: sclite; slurm + munge: a real one-node Slurm for the slurm.pl tests;
-# shellcheck: the recipe scripts' lint test.
-debian_packages=(espeak-ng sox sctk slurmctld slurmd slurm-client munge shellcheck)
+# shellcheck: the recipe scripts' lint test; libsox-fmt-mp3: Common Voice clips.
+debian_packages=(espeak-ng sox libsox-fmt-mp3 sctk slurmctld slurmd slurm-client munge shellcheck)
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 

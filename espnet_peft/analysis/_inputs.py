@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+#: what the analysis functions accept: converted to float64 torch tensors on the way in
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
 
-def as_float64(x: Any, name: str) -> torch.Tensor:
+def as_float64(x: Any) -> torch.Tensor:
     """``x`` (torch tensor, numpy array or nested sequence) as a detached float64 tensor on its own device.
 
     float64 because similarity indices are ratios of sums of squares: in float32 the sums over many frames lose the
@@ -23,7 +24,7 @@ def as_float64(x: Any, name: str) -> torch.Tensor:
 
 def as_matrix(x: Any, name: str) -> torch.Tensor:
     """``x`` as a float64 ``[n, features]`` matrix; anything else is an error that names the shape."""
-    t = as_float64(x, name)
+    t = as_float64(x)
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D [n, features], got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -51,7 +52,7 @@ def check_min_rows(x: torch.Tensor, minimum: int, name: str, why: str) -> None:
         raise ValueError(f"{name} has shape {tuple(x.shape)}: {why} needs at least {minimum} rows")
 
 
-def as_matrix_list(xs: Sequence[Any], name: str) -> list:
+def as_matrix_list(xs: Sequence[Any], name: str) -> List[torch.Tensor]:
     """A sequence of matrices (one per layer) with a shared number of rows."""
     if isinstance(xs, (torch.Tensor, np.ndarray)):
         raise TypeError(f"{name} must be a sequence of [n, features] matrices (one per layer), got one array")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from tqdm import tqdm
 
-from espnet_peft.analysis._inputs import as_float64
+from espnet_peft.analysis._inputs import ArrayLike, as_float64
 
 #: target number of float64 elements in the [heads_a, heads_b, queries, keys] block of one chunk (about 128 MB)
 _CHUNK_ELEMENTS = 1 << 24
@@ -33,12 +33,12 @@ def _entropy_bits(p: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(p, p).sum(dim=-1) / math.log(2.0)
 
 
-def js_divergence(p: Any, q: Any) -> torch.Tensor:
+def js_divergence(p: ArrayLike, q: ArrayLike) -> torch.Tensor:
     """Jensen-Shannon divergence in bits between distributions along the last dimension (broadcasting), in ``[0, 1]``.
 
     ``JS(P || Q) = H((P + Q) / 2) - (H(P) + H(Q)) / 2``; symmetric, 0 iff ``P = Q``, 1 iff their supports are disjoint.
     """
-    p, q = as_float64(p, "p"), as_float64(q, "q")
+    p, q = as_float64(p), as_float64(q)
     js = _entropy_bits((p + q) / 2) - (_entropy_bits(p) + _entropy_bits(q)) / 2
     return js.clamp(0.0, 1.0)  # rounding can leave it a hair outside
 
@@ -52,7 +52,9 @@ class _Rows:
     entropy: torch.Tensor
 
 
-def _batched_mask(mask: Optional[Any], batch: int, length: int, name: str, shape: tuple) -> torch.Tensor:
+def _batched_mask(
+    mask: Optional[ArrayLike], batch: int, length: int, name: str, shape: Tuple[int, ...]
+) -> torch.Tensor:
     if mask is None:
         return torch.ones(batch, length, dtype=torch.bool)
     m = torch.as_tensor(mask).to(torch.bool).cpu()
@@ -66,8 +68,10 @@ def _batched_mask(mask: Optional[Any], batch: int, length: int, name: str, shape
     return m
 
 
-def _rows(attn: Any, query_mask: Optional[Any], key_mask: Optional[Any], name: str) -> _Rows:
-    a = as_float64(attn, name)
+def _rows(
+    attn: ArrayLike, query_mask: Optional[ArrayLike], key_mask: Optional[ArrayLike], name: str
+) -> _Rows:
+    a = as_float64(attn)
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4:
@@ -108,7 +112,10 @@ def _head_similarity(a: _Rows, b: _Rows) -> torch.Tensor:
 
 
 def head_similarity(
-    attn_a: Any, attn_b: Any, query_mask: Optional[Any] = None, key_mask: Optional[Any] = None
+    attn_a: ArrayLike,
+    attn_b: ArrayLike,
+    query_mask: Optional[ArrayLike] = None,
+    key_mask: Optional[ArrayLike] = None,
 ) -> torch.Tensor:
     """``S[h, h'] = 1 - mean_q JS(a_h(q, .) || b_h'(q, .))`` for every head pair: ``[heads_a, heads_b]``, in [0, 1]."""
     rows_a = _rows(attn_a, query_mask, key_mask, "attn_a")
@@ -120,17 +127,20 @@ def _best_match_mean(heads: torch.Tensor) -> float:
 
 
 def layer_similarity(
-    attn_a: Any, attn_b: Any, query_mask: Optional[Any] = None, key_mask: Optional[Any] = None
+    attn_a: ArrayLike,
+    attn_b: ArrayLike,
+    query_mask: Optional[ArrayLike] = None,
+    key_mask: Optional[ArrayLike] = None,
 ) -> float:
     """Mean over the heads of A of their best-matching head of B (``head_similarity`` row maxima)."""
     return _best_match_mean(head_similarity(attn_a, attn_b, query_mask, key_mask))
 
 
 def attention_similarity_matrix(
-    layers_a: Sequence[Any],
-    layers_b: Optional[Sequence[Any]] = None,
-    query_mask: Optional[Any] = None,
-    key_mask: Optional[Any] = None,
+    layers_a: Sequence[ArrayLike],
+    layers_b: Optional[Sequence[ArrayLike]] = None,
+    query_mask: Optional[ArrayLike] = None,
+    key_mask: Optional[ArrayLike] = None,
     progress: bool = True,
 ) -> torch.Tensor:
     """``layer_similarity`` for every layer of A (rows) against every layer of B (columns): ``[len(A), len(B)]``.

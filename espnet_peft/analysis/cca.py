@@ -24,11 +24,9 @@ reported values are the singular values of the regularised problem, shrunk towar
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
 import torch
 
-from espnet_peft.analysis._inputs import as_matrix_pair, check_min_rows
+from espnet_peft.analysis._inputs import ArrayLike, as_matrix_pair, check_min_rows
 from espnet_peft.analysis._linalg import ColumnSpace, column_space, warn_if_saturated
 
 
@@ -79,14 +77,14 @@ def _cca_of_spaces(x: ColumnSpace, y: ColumnSpace, epsilon: float, what: str) ->
     return CCAResult(rho, x.u @ (wx[:, None] * a), y.u @ (wy[:, None] * bh.T))
 
 
-def cca(x: Any, y: Any, epsilon: float = 0.0) -> CCAResult:
+def cca(x: ArrayLike, y: ArrayLike, epsilon: float = 0.0) -> CCAResult:
     """Canonical correlations and variates of ``X [n, p]`` and ``Y [n, q]`` (see the module docstring)."""
     x, y = as_matrix_pair(x, y)
     check_min_rows(x, 2, "X", "CCA (a variance)")
     return _cca_of_spaces(column_space(x), column_space(y), epsilon, "CCA")
 
 
-def svcca(x: Any, y: Any, variance: float = 0.99, epsilon: float = 0.0) -> CCASimilarity:
+def svcca(x: ArrayLike, y: ArrayLike, variance: float = 0.99, epsilon: float = 0.0) -> CCASimilarity:
     """SVCCA: PCA of each side keeping the fewest directions that reach ``variance`` of its total variance, then CCA;
     ``value`` is the mean canonical correlation, ``correlations`` all of them."""
     x, y = as_matrix_pair(x, y)
@@ -99,7 +97,7 @@ def svcca(x: Any, y: Any, variance: float = 0.99, epsilon: float = 0.0) -> CCASi
     return CCASimilarity(float(rho.mean()), rho, weights, sx.rank, sy.rank)
 
 
-def pwcca(x: Any, y: Any, epsilon: float = 0.0) -> CCASimilarity:
+def pwcca(x: ArrayLike, y: ArrayLike, epsilon: float = 0.0) -> CCASimilarity:
     """PWCCA (Morcos et al. 2018): ``sum_i alpha_i rho_i`` with ``alpha_i ~ sum_j |<h_i, x_j>|``.
 
     ``h_i`` are the canonical variates of ``X`` (orthonormalised), ``x_j`` the centred neurons (columns) of ``X``, and

@@ -23,12 +23,13 @@ Which tool for which job:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from tqdm import tqdm
 
 from espnet_peft.analysis._inputs import (
+    ArrayLike,
     as_matrix,
     as_matrix_list,
     as_matrix_pair,
@@ -46,7 +47,7 @@ KERNELS = ("linear", "rbf")
 # Kernels
 
 
-def gram_linear(x: Any) -> torch.Tensor:
+def gram_linear(x: ArrayLike) -> torch.Tensor:
     """Linear-kernel Gram matrix ``X X^T`` ``[n, n]`` (not centred: the HSIC estimators centre it)."""
     x = as_matrix(x, "X")
     return x @ x.T
@@ -57,23 +58,27 @@ def _squared_distances(x: torch.Tensor) -> torch.Tensor:
     # from the origin; the clamp and the zero diagonal remove the remaining rounding (d^2 can never be negative).
     x = center_columns(x)
     norms = (x * x).sum(dim=1)
-    d2 = (norms[:, None] + norms[None, :] - 2.0 * (x @ x.T)).clamp_min_(0.0)
+    d2 = (x @ x.T).mul_(-2.0).add_(norms[:, None]).add_(norms[None, :]).clamp_min_(0.0)  # in place: one n x n array
     d2.fill_diagonal_(0.0)
     return d2
 
 
 def _median_upper(d2: torch.Tensor) -> torch.Tensor:
-    """Median of the strict upper triangle (pairs ``i < j``); the mean of the two middle values when their number is
-    even, as ``numpy.median`` (and Kornblith et al.'s code) does."""
-    rows, cols = torch.triu_indices(d2.shape[0], d2.shape[0], offset=1, device=d2.device)
-    values = d2[rows, cols]
-    m = values.numel()
-    lower = values.kthvalue((m + 1) // 2).values
-    upper = values.kthvalue(m // 2 + 1).values
-    return (lower + upper) / 2
+    """Median of the strict upper triangle (pairs ``i < j``) of a symmetric ``d2`` with a zero diagonal; the mean of
+    the two middle values when their number is even, as ``numpy.median`` (and Kornblith et al.'s code) does.
+
+    Read off the whole matrix, without gathering the triangle (at n = 8k its indices alone take 512 MB): the
+    off-diagonal entries are every pair twice, and the median of a list with every value doubled is the median of the
+    list. The ``n`` diagonal zeros sort first, so the middle pair of the ``2m`` off-diagonal values (``m`` pairs) sits
+    at ranks ``n + m`` and ``n + m + 1`` of all ``n^2`` entries.
+    """
+    n = d2.shape[0]
+    m = n * (n - 1) // 2
+    flat = d2.reshape(-1)
+    return (flat.kthvalue(n + m).values + flat.kthvalue(n + m + 1).values) / 2
 
 
-def gram_rbf(x: Any, threshold: float = 1.0) -> torch.Tensor:
+def gram_rbf(x: ArrayLike, threshold: float = 1.0) -> torch.Tensor:
     """RBF-kernel Gram matrix ``exp(-d^2 / (2 tau^2 median(d^2)))``, ``tau = threshold``, ``[n, n]``.
 
     The bandwidth follows the median heuristic of Kornblith et al. (2019): the median squared distance over the pairs
@@ -122,8 +127,10 @@ class _HsicTerms:
 
 
 def _center_gram(k: torch.Tensor) -> torch.Tensor:
-    """``H K H`` for a stack ``[..., n, n]`` (row and column means removed; no ``n x n`` matrix ``H`` is built)."""
-    return k - k.mean(dim=-1, keepdim=True) - k.mean(dim=-2, keepdim=True) + k.mean(dim=(-2, -1), keepdim=True)
+    """``H K H`` for a stack ``[..., n, n]`` (row and column means removed; no ``n x n`` matrix ``H`` is built, and
+    one copy of ``K`` is the only ``n x n`` allocation)."""
+    out = k - k.mean(dim=-1, keepdim=True)
+    return out.sub_(k.mean(dim=-2, keepdim=True)).add_(k.mean(dim=(-2, -1), keepdim=True))
 
 
 def _hsic_terms(grams: torch.Tensor, debiased: bool) -> _HsicTerms:
@@ -169,20 +176,20 @@ def _normalise(cross: torch.Tensor, self_a: torch.Tensor, self_b: torch.Tensor) 
     return torch.where(denom > 0, cross / denom.clamp_min(torch.finfo(denom.dtype).tiny).sqrt(), nan)
 
 
-def _square_gram_pair(k: Any, l: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+def _square_gram_pair(k: ArrayLike, l: ArrayLike) -> Tuple[torch.Tensor, torch.Tensor]:
     k, l = as_matrix_pair(k, l, ("K", "L"))
     if k.shape[0] != k.shape[1] or k.shape != l.shape:
         raise ValueError(f"K has shape {tuple(k.shape)} and L has shape {tuple(l.shape)}: both must be the same n x n")
     return k, l
 
 
-def hsic_biased(k: Any, l: Any) -> float:
+def hsic_biased(k: ArrayLike, l: ArrayLike) -> float:
     """Biased HSIC ``<HKH, HLH>_F / (n - 1)^2`` of two ``n x n`` Gram matrices."""
     k, l = _square_gram_pair(k, l)
     return float(_hsic_cross(_hsic_terms(k[None], False), _hsic_terms(l[None], False))[0, 0])
 
 
-def hsic_unbiased(k: Any, l: Any) -> float:
+def hsic_unbiased(k: ArrayLike, l: ArrayLike) -> float:
     """Unbiased HSIC_1 (Song et al. 2012) of two ``n x n`` Gram matrices, exactly the formula of the module docstring.
 
     Needs ``n >= 4``. It estimates the population HSIC without the ``O(1/n)`` bias of ``hsic_biased``, and can be
@@ -192,7 +199,7 @@ def hsic_unbiased(k: Any, l: Any) -> float:
     return float(_hsic_cross(_hsic_terms(k[None], True), _hsic_terms(l[None], True))[0, 0])
 
 
-def kernel_cka(k: Any, l: Any, debiased: bool = False) -> float:
+def kernel_cka(k: ArrayLike, l: ArrayLike, debiased: bool = False) -> float:
     """CKA from two ``n x n`` Gram matrices: ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` (biased or HSIC_1)."""
     k, l = _square_gram_pair(k, l)
     tk, tl = _hsic_terms(k[None], debiased), _hsic_terms(l[None], debiased)
@@ -245,9 +252,14 @@ def _cka_from_moments(m: _LinearMoments, debiased: bool) -> float:
 
 @dataclasses.dataclass
 class _CentredLayer:
-    """One centred representation and its self-statistics, computed once when a layer enters many pairs."""
+    """One centred representation and its self-statistics, computed once when a layer enters many pairs.
+
+    With fewer inputs than features, ``||X^T Y||^2 = <X X^T, Y Y^T>_F`` is cheaper through the ``n x n`` Gram (then
+    smaller than ``X`` itself), so that Gram is kept; otherwise ``gram`` is None and pairs go through ``X^T Y``.
+    """
 
     x: torch.Tensor
+    gram: Optional[torch.Tensor]
     gram_sq: float  # ||X^T X||_F^2
     row_sq: torch.Tensor  # k_i = ||x_i||^2
     trace: float  # sum k_i = ||X||_F^2
@@ -256,20 +268,23 @@ class _CentredLayer:
     def of(cls, x: torch.Tensor) -> "_CentredLayer":
         x = center_columns(x)
         row_sq = (x * x).sum(dim=1)
-        return cls(x, float(_cross_sq(x, x)), row_sq, float(row_sq.sum()))
+        if x.shape[0] < x.shape[1]:
+            gram = x @ x.T
+            return cls(x, gram, float(gram.square().sum()), row_sq, float(row_sq.sum()))
+        return cls(x, None, float((x.T @ x).square().sum()), row_sq, float(row_sq.sum()))
 
 
-def _cross_sq(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``||X^T Y||_F^2``, through the smaller of ``X^T Y`` (``p x q``) and the Grams (``n x n``)."""
-    if x.shape[0] < max(x.shape[1], y.shape[1]):
-        return ((x @ x.T) * (y @ y.T)).sum()  # tr(X X^T Y Y^T)
-    return (x.T @ y).square().sum()
+def _cross_sq(a: _CentredLayer, b: _CentredLayer) -> float:
+    """``||X^T Y||_F^2``."""
+    if a.gram is not None and b.gram is not None:
+        return float((a.gram * b.gram).sum())  # tr(X X^T Y Y^T)
+    return float((a.x.T @ b.x).square().sum())
 
 
 def _pair_moments(a: _CentredLayer, b: _CentredLayer) -> _LinearMoments:
     return _LinearMoments(
         n=a.x.shape[0],
-        xy=float(_cross_sq(a.x, b.x)),
+        xy=_cross_sq(a, b),
         xx=a.gram_sq,
         yy=b.gram_sq,
         tr_x=a.trace,
@@ -280,7 +295,7 @@ def _pair_moments(a: _CentredLayer, b: _CentredLayer) -> _LinearMoments:
     )
 
 
-def linear_cka(x: Any, y: Any, debiased: bool = False) -> float:
+def linear_cka(x: ArrayLike, y: ArrayLike, debiased: bool = False) -> float:
     """Linear CKA of ``X [n, p]`` and ``Y [n, q]`` in feature space: ``||Y^T X||^2 / (||X^T X|| ||Y^T Y||)``.
 
     Columns are centred here (two-pass, exact). ``debiased=True`` gives the CKA of the HSIC_1 estimator, the same
@@ -338,9 +353,10 @@ class StreamingLinearCKA:
         self.n = 0
         self._state: Optional[dict] = None
 
-    def update(self, x: Any, y: Any) -> "StreamingLinearCKA":
+    def update(self, x: ArrayLike, y: ArrayLike) -> "StreamingLinearCKA":
         """Add a batch of rows ``x [b, p]``, ``y [b, q]`` (the same ``b`` inputs)."""
         x, y = as_matrix_pair(x, y, ("x batch", "y batch"))
+        check_min_rows(x, 1, "x batch", "an update")  # an empty first batch would make the shift NaN
         if self._state is None:
             self._state = self._empty_state(x, y)
         s = self._state
@@ -393,7 +409,7 @@ class StreamingLinearCKA:
             "ry_x": zeros(p),
         }
 
-    def moments(self) -> _LinearMoments:
+    def _moments(self) -> _LinearMoments:
         """The centred sufficient statistics of everything seen so far."""
         if self._state is None:
             raise ValueError("StreamingLinearCKA: no batch seen yet")
@@ -416,13 +432,13 @@ class StreamingLinearCKA:
 
     def compute(self, debiased: bool = False) -> float:
         """Linear CKA (``debiased=True``: of the HSIC_1 estimator) of all batches seen so far."""
-        return _cka_from_moments(self.moments(), debiased)
+        return _cka_from_moments(self._moments(), debiased)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Minibatch kernel CKA (Nguyen et al. 2021)
 
-Layers = Union[Any, Sequence[Any]]
+Layers = Union[ArrayLike, Sequence[ArrayLike]]
 
 
 def _layer_list(features: Layers, name: str) -> List[torch.Tensor]:
@@ -541,8 +557,8 @@ def _kernel_matrix(
 
 
 def cka_matrix(
-    features_a: Sequence[Any],
-    features_b: Optional[Sequence[Any]] = None,
+    features_a: Sequence[ArrayLike],
+    features_b: Optional[Sequence[ArrayLike]] = None,
     method: str = "linear",
     threshold: float = 1.0,
     progress: bool = True,

@@ -16,12 +16,12 @@ computed in chunks of neurons, so memory is the inputs plus ``chunk_size x neuro
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from tqdm import tqdm
 
-from espnet_peft.analysis._inputs import as_matrix_pair, center_columns, check_min_rows
+from espnet_peft.analysis._inputs import ArrayLike, as_matrix_pair, center_columns, check_min_rows
 from espnet_peft.analysis._linalg import column_space, warn_if_saturated
 
 
@@ -66,7 +66,7 @@ def _chunks(total: int, chunk_size: int, desc: str, progress: bool):
     return tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False)
 
 
-def maxcorr(a: Any, b: Any, chunk_size: int = 1024, progress: bool = True) -> NeuronScores:
+def maxcorr(a: ArrayLike, b: ArrayLike, chunk_size: int = 1024, progress: bool = True) -> NeuronScores:
     """For each neuron of ``A [n, p]``: ``max_j |r(a_i, b_j)|`` over the neurons of ``B [n, q]`` and the argmax ``j``.
 
     ``mean`` is the MaxCorr similarity of A to B (asymmetric: ``maxcorr(B, A)`` matches B's neurons).
@@ -87,7 +87,9 @@ def maxcorr(a: Any, b: Any, chunk_size: int = 1024, progress: bool = True) -> Ne
     return NeuronScores.of(values, partner)
 
 
-def mincorr(a: Any, others: Sequence[Any], chunk_size: int = 1024, progress: bool = True) -> NeuronScores:
+def mincorr(
+    a: ArrayLike, others: Sequence[ArrayLike], chunk_size: int = 1024, progress: bool = True
+) -> NeuronScores:
     """For each neuron of ``A``: the minimum over the models in ``others`` of its MaxCorr with that model.
 
     ``partner`` is the index in ``others`` of the model attaining the minimum.
@@ -102,13 +104,14 @@ def mincorr(a: Any, others: Sequence[Any], chunk_size: int = 1024, progress: boo
     return NeuronScores.of(values, partner)
 
 
-def linreg(a: Any, b: Any, chunk_size: int = 1024, progress: bool = True) -> NeuronScores:
+def linreg(a: ArrayLike, b: ArrayLike, chunk_size: int = 1024, progress: bool = True) -> NeuronScores:
     """For each neuron of ``B [n, q]``: ``R^2`` of its least-squares fit on all neurons of ``A [n, p]`` (+ intercept).
 
     The fit is the projection of the centred neuron on the column space of the centred A (A's left singular vectors,
     rank-truncated), so ``R^2_j = ||U^T b_j||^2 / ||b_j||^2``: no normal equations, exact for rank-deficient A.
-    ``mean`` is the mean R^2 over B's neurons. Warns when A's rank reaches ``n - 2``, where every neuron fits
-    perfectly by construction.
+    ``mean`` is the mean R^2 over B's neurons. In-sample R^2 is biased upwards: a neuron independent of A still gets
+    about ``rank(A) / n``, so compare with a baseline (e.g. B's rows shuffled); when ``rank(A)`` reaches ``n - 1``
+    every neuron fits perfectly by construction (a ``RuntimeWarning`` says so).
     """
     a, b = as_matrix_pair(a, b, ("A", "B"))
     check_min_rows(a, 2, "A", "a regression with intercept")

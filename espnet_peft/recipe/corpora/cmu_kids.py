@@ -127,7 +127,7 @@ def prepare(root: Path, out: Path, domain: str = "child", text_source: str = "tr
 
 
 def main() -> dict:
-    parser = base_parser(__doc__, CORPUS)
+    parser = base_parser(__doc__, CORPUS, convert=False)
     parser.add_argument("--domain", default="child")
     parser.add_argument("--text_source", choices=TEXT_SOURCES, default="trn")
     parser.add_argument("--fractions", default="train=0.8,dev=0.1,test=0.1")

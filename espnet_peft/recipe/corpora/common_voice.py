@@ -126,16 +126,33 @@ def find_root(root: Path) -> Path:
                       ".tsv); download from https://commonvoice.mozilla.org/datasets")
 
 
-def read_tsv(path: Path) -> list[dict[str, str]]:
+def read_selected(path: Path, accents: tuple[str, ...], accent_map: dict[str, tuple[str, ...]],
+                  drops: Drops) -> tuple[list[tuple[dict[str, str], str]], list[str]]:
+    """Stream a TSV and keep the rows of the selected accent groups: ([(row, group)], accent columns present).
+    Streaming matters: validated.tsv of English has well over a million rows."""
     if not path.is_file():
         raise CorpusError(f"{path}: missing")
     csv.field_size_limit(sys.maxsize)
+    memo: dict[tuple[str, ...], tuple[str | None, bool]] = {}
+    kept: list[tuple[dict[str, str], str]] = []
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or [])
+        names = reader.fieldnames or []
+        missing = {"client_id", "path", "sentence"} - set(names)
         if missing:
             raise CorpusError(f"{path}: missing column(s) {sorted(missing)}")
-        return list(reader)
+        for row in reader:
+            descriptions = tuple(accent_descriptions(row))
+            if descriptions not in memo:
+                memo[descriptions] = accent_group(list(descriptions), accent_map)
+            group, ambiguous = memo[descriptions]
+            if ambiguous:
+                drops.add("ambiguous_accent", row["path"])
+            elif group is None or group not in accents:
+                drops.add("accent_not_selected", row["path"])
+            else:
+                kept.append((row, group))
+    return kept, [c for c in ("accent", "accents") if c in names]
 
 
 def speaker_ids(clients: set[str]) -> dict[str, str]:
@@ -146,25 +163,17 @@ def speaker_ids(clients: set[str]) -> dict[str, str]:
     raise CorpusError("client ids collide even in full")  # unreachable: distinct ids stay distinct
 
 
-def rows_to_utts(rows: list[dict[str, str]], base: Path, accents: tuple[str, ...],
-                 accent_map: dict[str, tuple[str, ...]], speakers: dict[str, str], drops: Drops) -> list[Utterance]:
+def rows_to_utts(rows: list[tuple[dict[str, str], str]], base: Path, speakers: dict[str, str],
+                 drops: Drops) -> list[Utterance]:
     utts: list[Utterance] = []
-    for row in rows:
-        group, ambiguous = accent_group(accent_descriptions(row), accent_map)
-        if ambiguous:
-            drops.add("ambiguous_accent", row["path"])
-            continue
-        if group is None or group not in accents:
-            drops.add("accent_not_selected", row["path"])
-            continue
+    for row, group in rows:
         text = finish_text(row["sentence"] or "")
         if not text:
             drops.add("empty_text", row["path"])
             continue
-        clip = base / "clips" / row["path"]
         speaker = speakers[row["client_id"]]
-        utts.append(Utterance(f"{speaker}_{safe_id(Path(row['path']).stem)}", speaker, clip, text,
-                              info={"accent": group}))
+        utts.append(Utterance(f"{speaker}_{safe_id(Path(row['path']).stem)}", speaker, base / "clips" / row["path"],
+                              text, info={"accent": group}))
     return utts
 
 
@@ -193,41 +202,41 @@ def prepare(root: Path, out: Path, domain: str = "accent", accents: tuple[str, .
     base = find_root(Path(root)).resolve()
     drops = Drops()
     if split == "official":
-        tables = {name: read_tsv(base / tsv) for name, tsv in OFFICIAL.items()}
+        names = {name: base / tsv for name, tsv in OFFICIAL.items()}
     elif split == "validated":
-        tables = {"all": read_tsv(base / "validated.tsv")}
+        names = {"all": base / "validated.tsv"}
     else:
         raise ValueError(f"split must be 'official' or 'validated', not {split!r}")
-    speakers = speaker_ids({row["client_id"] for rows in tables.values() for row in rows})
+    tables, columns = {}, set()
+    for name, path in names.items():
+        tables[name], present = read_selected(path, accents, accent_map, drops)
+        columns |= set(present)
+    speakers = speaker_ids({row["client_id"] for rows in tables.values() for row, _ in rows})
     if split == "official":
         owner: dict[str, str] = {}
         for name in PRIORITY:
-            for row in tables[name]:
+            for row, _ in tables[name]:
                 owner.setdefault(row["client_id"], name)
         by_split: dict[str, list[Utterance]] = {}
         for name in OFFICIAL:
             rows = []
-            for row in tables[name]:
+            for row, group in tables[name]:
                 if owner[row["client_id"]] == name:
-                    rows.append(row)
+                    rows.append((row, group))
                 else:
                     drops.add("speaker_in_two_splits", f"{row['path']} ({name}, kept in {owner[row['client_id']]})")
-            by_split[name] = cap_per_speaker(rows_to_utts(rows, base, accents, accent_map, speakers, drops),
-                                             max_per_speaker, drops)
+            by_split[name] = cap_per_speaker(rows_to_utts(rows, base, speakers, drops), max_per_speaker, drops)
     else:
-        utts = cap_per_speaker(rows_to_utts(tables["all"], base, accents, accent_map, speakers, drops),
-                               max_per_speaker, drops)
+        utts = cap_per_speaker(rows_to_utts(tables["all"], base, speakers, drops), max_per_speaker, drops)
         by_split = assign_by_speaker(utts, fractions or DEFAULT_FRACTIONS, salt=CORPUS)
     sets = {f"{domain}_{name}": group for name, group in by_split.items()}
-    columns = sorted({c for rows in tables.values() for c in (rows[0].keys() if rows else ()) if c in ("accent",
-                                                                                                     "accents")})
     return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, "always", drops=drops,
                       report=report_path(out, CORPUS),
-                      extra_report={"accent_columns": columns, "accents": list(accents), "split": split})
+                      extra_report={"accent_columns": sorted(columns), "accents": list(accents), "split": split})
 
 
 def main() -> dict:
-    parser = base_parser(__doc__, CORPUS)
+    parser = base_parser(__doc__, CORPUS, convert=False)
     parser.add_argument("--domain", default="accent")
     parser.add_argument("--accents", default=",".join(DEFAULT_ACCENTS), help="accent groups kept (default "
                         "%(default)s)")

@@ -14,7 +14,8 @@ characters before the last one of its name (``ks0010a0`` -> ``0a``), looked up c
 ``docs/all.map`` (Kaldi and ESPnet take the same two characters). Verification labels (LDC note): 1 good,
 2 maybe (other junk in the file), 3 bad (the prompt is not said), 4 puff (good, with an air puff); only
 ``--keep_labels`` (default 1,4) are kept, and files without a label are kept. No official split: speakers (the
-``<speaker>`` directory, the same child in both parts) are split deterministically (``--fractions``, default train=0.8,dev=0.1,test=0.1; see ``common.split_speakers``).
+``<speaker>`` directory, the same child in both parts) are split deterministically (``--fractions``, default
+train=0.8,dev=0.1,test=0.1; see ``common.split_speakers``).
 
 Transcript normalisation: scripted -> the all.map prompt through ``finish_text``. Spontaneous
 (:func:`normalize_cslu_spontaneous`, following the clean-up in ESPnet's ``ogi_spon_all_data_prepare.sh``):

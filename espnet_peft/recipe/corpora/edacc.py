@@ -196,7 +196,7 @@ def prepare(root: Path, out: Path, domain: str = "accent", adapt_fractions: dict
 
 
 def main() -> dict:
-    parser = base_parser(__doc__, CORPUS)
+    parser = base_parser(__doc__, CORPUS, convert=False)
     parser.add_argument("--domain", default="accent")
     parser.add_argument("--adapt_fractions", default="train=0.8,dev=0.2",
                         help="how the official dev set is divided, by conversation (default %(default)s)")

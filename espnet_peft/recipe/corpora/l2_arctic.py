@@ -11,18 +11,17 @@ them first (a zip without its directory is reported).
 
 Speakers by L1 (6 L1s x 4 speakers, 2 male + 2 female each) and the fixed, documented split :data:`SPLIT`:
 each L1 gives 2 speakers (1 M, 1 F) to train, 1 to dev and 1 to test, so every set covers all six L1s and dev and
-test are 3 M + 3 F each. ``--l1s`` keeps a subset of L1s.
+test are 3 M + 3 F each. ``--l1s`` keeps a subset of L1s::
 
-========== ================ ===== =====
-L1         train            dev   test
-========== ================ ===== =====
-Arabic     ABA (M), SKA (F) YBAA  ZHAA
-Mandarin   BWC (M), LXC (F) NCC   TXHC
-Hindi      ASI (M), SVBI (F) RRBI TNI
-Korean     HKK (M), HJK (F) YDCK  YKWK
-Spanish    EBVS (M), NJS (F) ERMS MBMPS
-Vietnamese HQTV (M), PNV (F) THV  TLV
-========== ================ ===== =====
+    L1          train (M, F)    dev     test
+    Arabic      ABA, SKA        YBAA    ZHAA
+    Mandarin    BWC, LXC        NCC     TXHC
+    Hindi       ASI, SVBI       RRBI    TNI
+    Korean      HKK, HJK        YDCK    YKWK
+    Spanish     EBVS, NJS       ERMS    MBMPS
+    Vietnamese  HQTV, PNV       THV     TLV
+
+(speaker genders as listed in the L2-ARCTIC README.)
 
 All speakers read (nearly) the same 1,132 prompts, so speaker-disjoint sets still share sentences. By default
 the prompts are also split (``--disjoint_prompts``, on): each prompt id goes to train/dev/test by a SHA-256 hash
