@@ -348,6 +348,6 @@ def synthesize_corpus(out: Path, seed: int = 0, utts: Sizes | None = None, speak
             corpus["speakers"].update({u.speaker.id: u.speaker.describe() for u in group})
     corpus["dirs"] = dict(sorted(corpus["dirs"].items()))
     corpus["speakers"] = dict(sorted(corpus["speakers"].items()))
-    corpus["last_run"] = {"synthesized": len(plan) - skipped, "kept_existing": skipped}
     atomic_write_text(corpus_path, json.dumps(corpus, indent=1) + "\n")
-    return corpus
+    # What this run did is returned and logged, not stored: a re-run must leave corpus.json unchanged.
+    return {**corpus, "last_run": {"synthesized": len(plan) - skipped, "kept_existing": skipped}}
