@@ -8,7 +8,7 @@ Two exact ways to compute ``y = W' x + b`` with ``W' = W + U M Vh`` (``U: [d_out
   backward then needs the full ``d_out x d_in`` weight gradient.
 
 Which is cheaper depends on ``k``, the layer shape, the tokens in the batch and the hardware, so ``auto`` times both
-on the first batch of each (shape, k, token-count bucket, grad mode, device, dtype) and caches the winner.
+on the first batch of each (shape, k bucket, token-count bucket, grad mode, device, dtype) and caches the winner.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def measure_fastest(
     candidates: Dict[str, Callable[[], torch.Tensor]],
     grad_inputs: Sequence[torch.Tensor],
     device: torch.device,
-    repeats: int = 3,
+    repeats: int = 5,
 ) -> str:
     """Name of the candidate with the smallest median time; with ``grad_inputs`` the backward is timed too.
 
@@ -58,6 +58,11 @@ def measure_fastest(
         times = sorted(_time_once(run, device) for _ in range(repeats))
         timings[name] = times[len(times) // 2]
     return min(timings, key=timings.get)
+
+
+def rank_bucket(k: int, width: int = 16) -> int:
+    """Layers whose k differ by a few (budget rounding) share one measurement."""
+    return (k + width - 1) // width
 
 
 def token_bucket(num_tokens: int) -> int:

@@ -151,7 +151,8 @@ class SubspaceRotationLayer(AdapterLayer):
             return self.config.compute_path
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters().values())
         key = (
-            self.out_features, self.in_features, self.k, compute_path.token_bucket(x.numel() // x.shape[-1]),
+            self.out_features, self.in_features, compute_path.rank_bucket(self.k),
+            compute_path.token_bucket(x.numel() // x.shape[-1]),
             grad, x.device.type, x.dtype,
         )
 
