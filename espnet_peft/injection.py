@@ -111,6 +111,9 @@ def layer_configs(spec: InjectionSpec, targets: Mapping[str, nn.Linear]) -> Dict
 
         shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
         plan = plan_budget(spec.method, shapes, spec.total_budget, spec.method_fields)
+        logging.log(logging.WARNING if abs(plan.relative_error) > 0.05 else logging.INFO,
+                    "espnet_peft: %s at a total budget of %s trains %s parameters (%+.2f%%)", spec.method,
+                    f"{spec.total_budget:,}", f"{plan.achieved:,}", 100 * plan.relative_error)
         return {n: config_class.from_dict({**spec.method_fields, **plan.layer_fields[n]}) for n in targets}
     base = config_class.from_dict(spec.method_fields)
     configs = {}
