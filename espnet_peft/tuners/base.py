@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type
+from typing import Any, ClassVar, Dict, Mapping, Optional, Type
 
 import torch
 from torch import nn
@@ -204,6 +204,3 @@ def positive_int(name: str, value: Optional[int]) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
         raise AdapterConfigError(f"{name} must be a positive integer, got {value!r}")
 
-
-def list_of_fields(config: AdapterConfig) -> List[str]:
-    return [f.name for f in dataclasses.fields(config)]

@@ -75,6 +75,3 @@ def cached_choice(key: Tuple, choose: Callable[[], str]) -> str:
         _DECISIONS[key] = choose()
     return _DECISIONS[key]
 
-
-def clear_decisions() -> None:
-    _DECISIONS.clear()
