@@ -61,3 +61,8 @@ def pretrained_s2t(
 def pretrained_model(request: pytest.FixtureRequest) -> PretrainedModel:
     """Each tiny pretrained model in turn (tests using it run once per task)."""
     return request.getfixturevalue(f"pretrained_{request.param}")
+
+
+# ---- a real one-node Slurm on localhost, for the slurm.pl tests (tests/slurm_cluster.py) ----
+
+from slurm_cluster import slurm_cluster  # noqa: E402,F401  (session fixture, shared by the launcher and recipe tests)

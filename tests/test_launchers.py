@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (the fixture)
+from slurm_cluster import SlurmCluster
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "egs2" / "TEMPLATE" / "peft1"
 RUN_PL = TEMPLATE / "utils" / "run.pl"

@@ -17,7 +17,7 @@ from typing import Optional
 
 import pytest
 
-from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (the fixture)
+from slurm_cluster import SlurmCluster
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "ssvd_o", "full")

@@ -15,7 +15,7 @@ reorder near-equal singular values and silently change what the trained generato
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
