@@ -157,8 +157,11 @@ def read_package(package_dir: Path) -> Tuple[Dict[str, Any], Dict[str, torch.Ten
     return meta, state, fingerprint
 
 
-def apply_adapter(model: nn.Module, package_dir: Path) -> nn.Module:
-    """Inject the package's adapters into a plain base ``model`` (in place), refusing a different base model."""
+def apply_adapter(model: nn.Module, package_dir: Path) -> Dict[str, Any]:
+    """Inject the package's adapters into a plain base ``model`` (in place), refusing a different base model.
+
+    Returns the package's ``adapter_config.yaml`` contents.
+    """
     meta, state, fingerprint = read_package(package_dir)
     problems = fingerprint_mismatches(fingerprint, base_fingerprint(model))
     if problems:
@@ -169,7 +172,7 @@ def apply_adapter(model: nn.Module, package_dir: Path) -> nn.Module:
         )
     inject_adapters(model, meta["adapter_conf"])
     load_adapter_only_state(model, state, source=package_dir)
-    return model
+    return meta
 
 
 def apply_adapter_to_experiment(task: str, base_config: Path, base_model_file: Path, package_dir: Path,
@@ -182,8 +185,7 @@ def apply_adapter_to_experiment(task: str, base_config: Path, base_model_file: P
     stock = importlib.import_module(TASKS[task].split(":")[0].replace("espnet_peft.", "espnet2.", 1))
     stock_task = getattr(stock, TASKS[task].split(":")[1])
     model, _ = stock_task.build_model_from_file(base_config, base_model_file, "cpu")
-    apply_adapter(model, package_dir)
-    meta, _, _ = read_package(package_dir)
+    meta = apply_adapter(model, package_dir)
     with open(base_config, encoding="utf-8") as f:
         config = yaml.safe_load(f)
     output_dir = Path(output_dir)

@@ -166,10 +166,6 @@ def _char_tokens(texts: Sequence[str], out_dir: Path) -> tuple[Path, None]:
     return token_list, None
 
 
-def s2t_time_tokens(speech_length: float = S2T_SPEECH_LENGTH) -> list[str]:
-    return time_tokens(speech_length)
-
-
 def _bpe_tokens(texts: Sequence[str], out_dir: Path) -> tuple[Path, Path]:
     """Sentencepiece BPE model + OWSM-style token list (the recipe's own builder)."""
     model, token_list = train_owsm_bpe(texts, out_dir, vocab_size=60, speech_length=S2T_SPEECH_LENGTH)
@@ -249,7 +245,7 @@ def _asr_model_config() -> dict:
 
 def _s2t_model_config() -> dict:
     # OWSM v3.1 layout in miniature: E-Branchformer encoder + transformer decoder.
-    time_tokens = s2t_time_tokens()
+    s2t_time_tokens = time_tokens(S2T_SPEECH_LENGTH)
     return {
         "encoder": "e_branchformer",
         "encoder_conf": {
@@ -283,8 +279,8 @@ def _s2t_model_config() -> dict:
             # Our `text` already has <notimestamps>; a lower value would insert a second one.
             "time_apply_prob": 1.0,
             "notime_symbol": S2T_NOTIME,
-            "first_time_symbol": time_tokens[0],
-            "last_time_symbol": time_tokens[-1],
+            "first_time_symbol": s2t_time_tokens[0],
+            "last_time_symbol": s2t_time_tokens[-1],
         },
     }
 

@@ -36,8 +36,6 @@ fs=16000
 lang_token="<eng>"
 task_token="<asr>"
 inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
-# shellcheck disable=SC2034  # unused: accepted (--score_nj) like ESPnet recipes; scoring runs in one process
-score_nj=1
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--outer_shares \"0 0.5 1\"]
   [--nj N] [--ngpu N] [--num_nodes N] [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
 Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
