@@ -11,5 +11,18 @@ Similarity family (inputs are torch tensors or numpy arrays of the same ``n`` in
 * ``espnet_peft.analysis.neurons``: neuron-level MaxCorr, MinCorr and LinReg (Wu et al. 2020 style);
 * ``espnet_peft.analysis.attention``: Jensen-Shannon similarity of attention maps, per head pair and layer x layer.
 
+Inside-the-model family (which layers and branches did an adapter change, and did it hurt?):
+
+* ``espnet_peft.analysis.model_access``: one interface to the layers of ESPnet encoders and HF Whisper / wav2vec2 /
+  HuBERT (forward hooks);
+* ``espnet_peft.analysis.logit_lens``: the CTC head on every encoder layer (per-layer KL and CER), and the
+  classification head of ``WhisperForAudioClassification`` on every layer (per-layer KL and accuracy);
+* ``espnet_peft.analysis.layer_contribution``: each block's update relative to its input (size and direction);
+* ``espnet_peft.analysis.branch_contribution``: the same split into the block's branches (FFNs, attention,
+  convolution / cgMLP, E-Branchformer's merge);
+* ``espnet_peft.analysis.ablation``: residual erasure of single blocks or blocks ``0..l``, scored by CTC loss and CER;
+* ``espnet_peft.analysis.adapter_energy``: SVD energy and ``k90`` of every adapter's bottleneck activations and of
+  their gradients (trained vs freshly initialised adapters).
+
 The definitions follow ``/work/shared/notes/analysis-methods.md``.
 """

@@ -7,8 +7,7 @@ block reinforce, rotate or erase what it received), averaged over real frames. C
 This measures the block's update *as a whole*. In a Transformer/Conformer block that is the sum of its residual
 branches (macaron FFNs, attention, convolution) plus the effect of its final norm. In an E-Branchformer block it is
 the merged update: macaron FFNs, the ``merge_proj`` of the concatenated attention and cgMLP branches, and
-``norm_final``. Separate per-branch norms (attention vs cgMLP vs FFN, as the notes ask) need hooks inside the block
-and are future work.
+``norm_final``. Per-branch norms (attention vs cgMLP vs FFN, as the notes ask) are in ``branch_contribution``.
 """
 
 from __future__ import annotations

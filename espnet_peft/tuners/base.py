@@ -7,9 +7,10 @@ pretrained weights unchanged, and lets the optimizer built before that load keep
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Dict, Mapping, Optional, Type
+from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional, Type
 
 import torch
 from torch import nn
@@ -71,6 +72,10 @@ class AdapterLayer(nn.Module, ABC):
       3. ``initialise_from_weight()`` fills the weight-dependent tensors *in place* and sets ``adapter_initialised``;
       4. training updates only the adapter parameters;
       5. ``merged_weight()`` / ``to_linear()`` give a plain layer that runs at base speed.
+
+    ``bottleneck`` is a probe point for analysis (``espnet_peft.analysis.adapter_energy``): each method's forward
+    passes its low-dimensional intermediate (``[..., r]``) through it. It is an ``nn.Identity``, so it adds no
+    parameters, state-dict keys or work; forward hooks on it read the intermediate and its gradient.
     """
 
     config_class: ClassVar[Type[AdapterConfig]]
@@ -90,6 +95,7 @@ class AdapterLayer(nn.Module, ABC):
             self.bias.requires_grad_(False)
         # A bool buffer survives `.to(dtype)` and ESPnet's checkpoint averaging (True + True stays True).
         self.register_buffer("adapter_initialised", torch.zeros((), dtype=torch.bool, device=base.weight.device))
+        self.bottleneck = nn.Identity()
 
     # ----- construction helpers -------------------------------------------------------------------------------
     def _new_parameter(self, *shape: int) -> nn.Parameter:
@@ -130,6 +136,14 @@ class AdapterLayer(nn.Module, ABC):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.merged_weight(), self.bias)
+
+    @contextlib.contextmanager
+    def bottleneck_probe(self) -> Iterator[None]:
+        """While active, every forward is guaranteed to pass its intermediate through ``self.bottleneck``.
+
+        Methods with a compute path that never forms the intermediate (SSVD's ``rebuild``) force one that does.
+        """
+        yield
 
     # ----- generic life-cycle ---------------------------------------------------------------------------------
     @torch.no_grad()

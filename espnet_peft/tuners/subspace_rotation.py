@@ -8,14 +8,20 @@
 top ``k_outer`` left (output-side) ones, identity elsewhere in the block. ``rot`` is the exact Cayley map or its
 first-order form. At initialisation ``G_i = G_o = 0`` and ``delta = 0``, so the core is exactly zero and ``W' = W``.
 
+The ``bottleneck`` probe sees ``core V_k^T x`` (``[..., k]``): the update's coordinates on the top-``k`` left
+singular directions, the trained part of the layer's output (``V_k^T x`` alone is frozen, so its energy would not
+show what training did). Like LoRA's ``A x`` it is zero-free only once trained: at initialisation ``core = 0``.
+``rebuild`` never forms it, so ``bottleneck_probe()`` forces ``lowrank`` while it is active.
+
 The frozen factors ``U_k, s_k, V_k^T`` are persistent buffers: recomputing the SVD on load could flip signs or
 reorder near-equal singular values and silently change what the trained generators mean.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -140,7 +146,7 @@ class SubspaceRotationLayer(AdapterLayer):
         return self.svd_u @ self.core() @ self.svd_vh
 
     def _lowrank_forward(self, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
-        update = F.linear(F.linear(F.linear(x, self.svd_vh), core), self.svd_u)
+        update = F.linear(self.bottleneck(F.linear(F.linear(x, self.svd_vh), core)), self.svd_u)
         return F.linear(x, self.weight, self.bias) + update
 
     def _rebuild_forward(self, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
@@ -175,6 +181,16 @@ class SubspaceRotationLayer(AdapterLayer):
         if self._choose_path(x) == "lowrank":
             return self._lowrank_forward(x, core)
         return self._rebuild_forward(x, core)
+
+    @contextlib.contextmanager
+    def bottleneck_probe(self) -> Iterator[None]:
+        # `rebuild` folds the update into the weight, and `auto` would time both paths on the probed input.
+        original = self.config
+        self.config = original.replace(compute_path="lowrank")
+        try:
+            yield
+        finally:
+            self.config = original
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, k_inner={self.k_inner}, k_outer={self.k_outer}"

@@ -1,4 +1,4 @@
-"""LoRA layer: ``y = W x + b + s * B (A drop(x))``."""
+"""LoRA layer: ``y = W x + b + s * B (A drop(x))``; ``A drop(x)`` (``[..., r]``) goes through ``bottleneck``."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class LoraLayer(AdapterLayer):
 
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         """``s * B A drop(x)`` without the frozen path."""
-        return self.scaling * F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B)
+        return self.scaling * F.linear(self.bottleneck(F.linear(self.dropout(x), self.lora_A)), self.lora_B)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias) + self.adapter_output(x)

@@ -1,0 +1,161 @@
+"""Per-branch contribution: how large is each branch's update inside an encoder block, relative to the block input?
+
+``layer_contribution`` measures a block's update as a whole; this splits it into the branches the block adds to its
+residual stream, read by forward hooks on the branch modules and scaled as the block scales them (``ff_scale`` = 0.5
+on both FFNs of a macaron block, 1 otherwise; dropout and stochastic depth are identities in eval mode). Per
+architecture (the blocks' ``forward`` in espnet / espnet2):
+
+* Transformer (``transformer/encoder_layer.py``): ``self_attn``, ``feed_forward``;
+* Conformer (``conformer/encoder_layer.py``): ``feed_forward_macaron``, ``self_attn``, ``conv_module``,
+  ``feed_forward`` (then ``norm_final``);
+* E-Branchformer (``e_branchformer_encoder.py``): ``feed_forward_macaron``, ``merge`` (the ``merge_proj`` output: the
+  attention and cgMLP branches are concatenated, fused and projected *before* the residual add), ``feed_forward``
+  (then ``norm_final``). Its ``attn`` and ``cgmlp`` branch outputs are reported too, but they are not residual
+  updates themselves (``Branch.residual`` is False): the notes ask for the merged branch and each branch's norm.
+
+With ``concat_after`` the attention update is ``concat_linear([x, att])``, so that module is read as ``self_attn``.
+Per frame the value is ``||branch update|| / ||block input||``, averaged over real frames. In a pre-norm block the
+residual updates sum to the block's pre-``norm_final`` update. See ``/work/shared/notes/analysis-methods.md``, "Layer
+contribution".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from espnet_peft.analysis.model_access import Capture, EspnetEncoderAccess, _hidden
+
+#: guards the ratios against all-zero frames (padding, or a dead block input)
+_EPS = 1e-12
+
+
+@dataclasses.dataclass(frozen=True)
+class Branch:
+    """A branch inside a block: its name, the module whose output it is, the factor the block multiplies that output
+    by, and whether the (scaled) output is added to the residual stream directly."""
+
+    name: str
+    module: nn.Module
+    scale: float = 1.0
+    residual: bool = True
+
+
+def _attention(block: nn.Module) -> Branch:
+    if getattr(block, "concat_after", False):
+        return Branch("self_attn", block.concat_linear)
+    return Branch("self_attn", block.self_attn)
+
+
+def _optional(name: str, module: nn.Module | None, scale: float = 1.0) -> list[Branch]:
+    return [] if module is None else [Branch(name, module, scale)]
+
+
+def block_branches(block: nn.Module) -> list[Branch]:
+    """The branches of an ESPnet Transformer, Conformer or E-Branchformer encoder block, in forward order."""
+    from espnet.nets.pytorch_backend.conformer.encoder_layer import EncoderLayer as ConformerLayer
+    from espnet.nets.pytorch_backend.transformer.encoder_layer import EncoderLayer as TransformerLayer
+    from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoderLayer
+
+    if isinstance(block, EBranchformerEncoderLayer):
+        return [
+            *_optional("feed_forward_macaron", block.feed_forward_macaron, block.ff_scale),
+            Branch("attn", block.attn, residual=False),
+            Branch("cgmlp", block.cgmlp, residual=False),
+            Branch("merge", block.merge_proj),
+            *_optional("feed_forward", block.feed_forward, block.ff_scale),
+        ]
+    if isinstance(block, ConformerLayer):
+        return [
+            *_optional("feed_forward_macaron", block.feed_forward_macaron, block.ff_scale),
+            _attention(block),
+            *_optional("conv_module", block.conv_module),
+            Branch("feed_forward", block.feed_forward, block.ff_scale),
+        ]
+    if isinstance(block, TransformerLayer):
+        return [_attention(block), Branch("feed_forward", block.feed_forward)]
+    raise TypeError(
+        f"no branch layout for {type(block).__name__}; supported: Transformer, Conformer and E-Branchformer blocks"
+    )
+
+
+@dataclasses.dataclass
+class BranchUpdates:
+    """One forward pass: the capture (block inputs and outputs) and, per block, each branch's scaled update."""
+
+    capture: Capture
+    updates: list[dict[str, torch.Tensor]]
+
+
+@contextlib.contextmanager
+def _record_branches(blocks: list[nn.Module], updates: list[dict[str, torch.Tensor]]) -> Iterator[None]:
+    def make_hook(store: dict[str, torch.Tensor], branch: Branch) -> Any:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            store[branch.name] = branch.scale * _hidden(output).detach()
+
+        return hook
+
+    handles = []
+    try:
+        for block in blocks:
+            store: dict[str, torch.Tensor] = {}
+            updates.append(store)
+            handles += [b.module.register_forward_hook(make_hook(store, b)) for b in block_branches(block)]
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def branch_updates(access: EspnetEncoderAccess, *args: Any, **kwargs: Any) -> BranchUpdates:
+    """Run ``access`` once on ``args``/``kwargs`` (model in eval mode) and keep every branch's scaled update."""
+    updates: list[dict[str, torch.Tensor]] = []
+    with _record_branches(list(access.layer_modules()), updates):
+        cap = access.capture(*args, with_inputs=True, **kwargs)
+    return BranchUpdates(capture=cap, updates=updates)
+
+
+@dataclasses.dataclass
+class BranchContribution:
+    """``branches[name][l]``: mean over real frames of ``||update|| / ||block input||`` of branch ``name`` in block
+    ``l`` (NaN where the block has no such branch)."""
+
+    layers: list[str]
+    branches: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable; a missing branch (NaN) becomes None."""
+        return {
+            "layers": list(self.layers),
+            "branches": {
+                name: [None if math.isnan(v) else v for v in values] for name, values in self.branches.items()
+            },
+        }
+
+
+def _mean_ratio(update: torch.Tensor, block_input: torch.Tensor, mask: torch.Tensor | None) -> float:
+    # float64: ratios of norms over many frames
+    ratio = update.double().norm(dim=-1) / block_input.double().norm(dim=-1).clamp_min(_EPS)
+    return float(ratio[mask].mean() if mask is not None else ratio.mean())
+
+
+def branch_contribution(access: EspnetEncoderAccess, *args: Any, **kwargs: Any) -> BranchContribution:
+    """Per-branch update size of every block; ``args``/``kwargs`` go to ``access.capture`` (e.g. ``speech,
+    speech_lengths`` with ``EspnetEncoderAccess.for_asr_model``)."""
+    result = branch_updates(access, *args, **kwargs)
+    cap = result.capture
+    names = list(dict.fromkeys(name for per_block in result.updates for name in per_block))
+    branches = {
+        name: [
+            _mean_ratio(per_block[name], block_input, cap.mask) if name in per_block else math.nan
+            for per_block, block_input in zip(result.updates, cap.layer_inputs)
+        ]
+        for name in names
+    }
+    return BranchContribution(layers=access.layers(), branches=branches)
