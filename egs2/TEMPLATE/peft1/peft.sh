@@ -242,14 +242,11 @@ fi
 
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
   log "Stage 11: merge each adapter into a plain ESPnet model and export it as an adapter package"
+  adapted=()
   while read -r -u 3 _ method _ name; do
-    [ "${method}" = full ] && continue
-    dir="exp/${name}"
-    [ -f "${dir}/merged/model.pth" ] || ${python} -m espnet_peft.bin.merge --task s2t --exp_dir "${dir}" \
-      --model_file "${dir}/valid.acc.best.pth" --output_dir "${dir}/merged"
-    [ -f "${dir}/adapter/adapter_model.pth" ] || ${python} -m espnet_peft.bin.export_adapter --task s2t \
-      --exp_dir "${dir}" --model_file "${dir}/valid.acc.best.pth" --output_dir "${dir}/adapter"
+    [ "${method}" = full ] || adapted+=("exp/${name}")
   done 3< <(experiments)
+  [ ${#adapted[@]} -eq 0 ] || ${python} -m espnet_peft.bin.package_experiments --task s2t "${adapted[@]}"
 fi
 
 if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then

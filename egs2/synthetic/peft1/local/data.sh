@@ -7,7 +7,7 @@ set -euo pipefail
 
 seed=0
 nj=2
-sizes="train=400,dev=60,test=80,source.train=1000"   # utterances per split (DOMAIN.SPLIT=N for one domain)
+sizes="train=400,dev=60,test=80,source.train=3000"   # utterances per split (DOMAIN.SPLIT=N for one domain)
 speakers="train=12,dev=6,test=6"                       # speakers per split, disjoint across splits
 . utils/parse_options.sh
 

@@ -1,0 +1,48 @@
+"""Merge and export many adapted experiments in one process (the recipe's stage 11).
+
+For each experiment dir this writes ``<exp>/merged`` (plain ESPnet model, see ``espnet_peft.bin.merge``) and
+``<exp>/adapter`` (adapter-only package, see ``espnet_peft.bin.export_adapter``), skipping outputs that already
+exist. One process for all experiments because importing the ESPnet tasks costs 10-15 s per process.
+
+    python -m espnet_peft.bin.package_experiments --task s2t exp/child_lora exp/child_ssvd_o_os0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from tqdm import tqdm
+
+from espnet_peft.export import TASKS, export_adapter, merge_experiment
+
+
+def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
+    config, model_file = exp_dir / "config.yaml", exp_dir / model_name
+    for path in (config, model_file):
+        if not path.is_file():
+            raise SystemExit(f"file not found: {path} (has {exp_dir} finished training? re-run stage 7)")
+    try:
+        if not (exp_dir / "adapter" / "adapter_model.pth").is_file():
+            export_adapter(task, config, model_file, exp_dir / "adapter")
+        if not (exp_dir / "merged" / "model.pth").is_file():
+            merge_experiment(task, config, model_file, exp_dir / "merged")
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"{exp_dir}: {error}") from None
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, choices=sorted(TASKS))
+    parser.add_argument("--model_name", default="valid.acc.best.pth",
+                        help="checkpoint file inside each experiment (a single best checkpoint, not an average)")
+    parser.add_argument("exp_dirs", nargs="+", type=Path)
+    args = parser.parse_args(cmd)
+    for exp_dir in tqdm(args.exp_dirs, desc="merge + export", unit="exp"):
+        package_experiment(args.task, exp_dir, args.model_name)
+    print(f"merged models and adapter packages written for {len(args.exp_dirs)} experiment(s)")
+
+
+if __name__ == "__main__":
+    main()
