@@ -50,6 +50,8 @@ setup(
         "numpy",
         "sentencepiece",
         "jiwer==4.0.0",  # scoring cross-checks sclite against it
+        # hub tags (espnet/owsm_*): 0.1.7 is the last release for Python < 3.12 (0.1.8+ require >= 3.12)
+        "espnet_model_zoo==0.1.7",
     ],
     extras_require={"test": ["pytest", "peft==0.21.2"]},
     cmdclass={"build_py": BuildWithEnvHook, "develop": DevelopWithEnvHook},

@@ -437,7 +437,7 @@ def recipe_sets(recipe: Path, tmp_path: Path) -> set[str]:
 def test_recipe_local_data_sh(recipe, trees, tmp_path, monkeypatch):
     var, tree, domain = RECIPES[recipe]
     src = REPO / "egs2" / recipe / "peft1"
-    for link in ("peft.sh", "utils", "cmd.sh", "conf"):
+    for link in ("peft.sh", "peft_owsm.sh", "utils", "cmd.sh"):
         assert (src / link).is_symlink() and (src / link).exists(), link
     work = tmp_path / "peft1"  # the recipe's files, reached through symlinks, so data/ is written here
     work.mkdir()

@@ -3,6 +3,13 @@
 ESPnet 202511's S2T model, preprocessor and ``s2t_inference`` look special tokens up by name, so the token list must
 hold ``<blank> <unk> <na> <sos> <eos> <sop> <notimestamps>``, a contiguous block of time tokens ``<0.00>`` ...
 and the language / task tokens; the BPE model must declare them all as user-defined symbols so they stay whole.
+
+The released OWSM v3 and v3.1 models follow the same conventions: language tokens are ISO 639-3 codes (``<eng>``,
+``<fra>``), tasks are ``<asr>`` / ``<st_xxx>``, an S2T ``text`` starts with ``<lang><task><notimestamps>`` (or time
+tokens; OWSM-CTC's with ``<lang><task>``), and ``<na>`` means "no previous text"; OWSM v1/v2 used ISO 639-1
+(``<en>``). OWSM v4 is assumed to keep the v3.1 conventions (its token list could not be checked offline), so the
+recipe does not rely on either: ``check_s2t_tokens`` checks the tokens it writes against each model's own token list
+when the model is fetched.
 """
 
 from __future__ import annotations
@@ -14,6 +21,11 @@ TIME_RESOLUTION = 0.02
 LANGUAGE_TOKENS = ("<eng>",)
 TASK_TOKENS = ("<asr>",)
 NOTIME = "<notimestamps>"
+#: looked up by name in the S2T model, preprocessor and inference of ESPnet 202511
+REQUIRED_SYMBOLS = ("<blank>", "<unk>", "<na>", "<sos>", "<eos>", "<sop>")
+#: OWSM v1/v2 language tokens (ISO 639-1) -> the v3+ spelling (ISO 639-3), for error messages
+OLD_LANGUAGE_TOKENS = {"<en>": "<eng>", "<de>": "<deu>", "<fr>": "<fra>", "<es>": "<spa>", "<zh>": "<zho>",
+                       "<ja>": "<jpn>"}
 
 
 def time_tokens(speech_length: float) -> List[str]:
@@ -60,3 +72,15 @@ def train_owsm_bpe(texts: Sequence[str], out_dir: Path, vocab_size: int, speech_
     token_list = out_dir / "tokens.txt"
     token_list.write_text("\n".join([*head, *body, *tail]) + "\n", encoding="utf-8")
     return model, token_list
+
+
+def check_s2t_tokens(token_list: Sequence[str], tokens: Sequence[str] = ()) -> None:
+    """Raise ``ValueError`` unless ``token_list`` holds ESPnet's required S2T symbols and ``tokens`` (e.g. the
+    language / task tokens and ``<notimestamps>`` that a recipe writes into ``text``)."""
+    present = set(token_list)
+    missing = [t for t in (*REQUIRED_SYMBOLS, *tokens) if t not in present]
+    if not missing:
+        return
+    hints = [f"{t} -> {OLD_LANGUAGE_TOKENS[t]} (OWSM v3+ uses ISO 639-3 language tokens)"
+             for t in missing if OLD_LANGUAGE_TOKENS.get(t) in present]
+    raise ValueError(f"the model's token list lacks {missing}" + (f"; did you mean {', '.join(hints)}" if hints else ""))
