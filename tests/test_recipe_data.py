@@ -50,6 +50,15 @@ def test_sentences_have_the_promised_shape_and_a_large_vocabulary():
     assert {"did", "please", "how", "don't", "let's"} <= used  # questions and commands, not only statements
 
 
+def test_short_sentences_keep_a_large_vocabulary_and_reject_impossible_limits():
+    sentences = unique_sentences(3000, seed=0, max_words=6)  # the embedded default's source train set
+    assert all(MIN_WORDS <= len(s.split()) <= 6 for s in sentences)
+    assert len({w for s in sentences for w in s.split()}) >= 800
+    for bad in (MIN_WORDS - 1, MAX_WORDS + 1):
+        with pytest.raises(ValueError, match="max_words"):
+            SentenceGenerator(0, max_words=bad)
+
+
 def test_unique_sentences_excludes_and_never_repeats():
     first = unique_sentences(300, seed=1)
     second = unique_sentences(300, seed=1, exclude=first[:150])

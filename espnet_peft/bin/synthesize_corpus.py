@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
+from espnet_peft.recipe.sentences import MAX_WORDS
 from espnet_peft.recipe.synth import DEFAULT_SPEAKERS, DEFAULT_UTTS, DOMAINS, parse_sizes, synthesize_corpus
 
 
@@ -26,6 +27,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="utterances per split: SPLIT=N or DOMAIN.SPLIT=N, comma-separated (default %(default)s)")
     parser.add_argument("--speakers_per_split", default=DEFAULT_SPEAKERS,
                         help="speakers per split, same syntax (default %(default)s)")
+    parser.add_argument("--max_words", type=int, default=MAX_WORDS,
+                        help="longest sentence in words (%(default)s; shorter utterances train a model from scratch "
+                             "much faster)")
     parser.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated subset of %(default)s")
     return parser
 
@@ -36,7 +40,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         utts = parse_sizes(args.utts_per_split)
         speakers = parse_sizes(args.speakers_per_split)
         corpus = synthesize_corpus(args.out, seed=args.seed, utts=utts, speakers=speakers,
-                                   domains=[d for d in args.domains.split(",") if d], nj=args.nj)
+                                   domains=[d for d in args.domains.split(",") if d], nj=args.nj,
+                                   max_words=args.max_words)
     except (ValueError, RuntimeError) as error:
         raise SystemExit(f"synthesize_corpus: {error}") from None
     for name, info in corpus["dirs"].items():

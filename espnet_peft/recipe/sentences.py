@@ -258,8 +258,11 @@ _POSSESSIVES = _words("my your his her our their")
 class SentenceGenerator:
     """Deterministic for a given seed: the same seed yields the same sequence of sentences."""
 
-    def __init__(self, seed: int | str = 0) -> None:
+    def __init__(self, seed: int | str = 0, max_words: int = MAX_WORDS) -> None:
+        if not MIN_WORDS <= max_words <= MAX_WORDS:
+            raise ValueError(f"max_words must be in {MIN_WORDS}..{MAX_WORDS}, not {max_words}")
         self.rng = random.Random(seed)
+        self.max_words = max_words
         self._templates: tuple[Callable[[], list[str]], ...] = (
             self._statement_past, self._statement_present, self._statement_future, self._statement_progressive,
             self._statement_intransitive, self._statement_copula, self._statement_there, self._statement_travel,
@@ -519,19 +522,20 @@ class SentenceGenerator:
     # -- public
 
     def sentence(self) -> str:
-        """One sentence of ``MIN_WORDS``..``MAX_WORDS`` words (longer or shorter draws are redrawn)."""
+        """One sentence of ``MIN_WORDS``..``max_words`` words (longer or shorter draws are redrawn)."""
         while True:
             words = self._pick(self._templates)()
-            if MIN_WORDS <= len(words) <= MAX_WORDS:
+            if MIN_WORDS <= len(words) <= self.max_words:
                 return " ".join(words)
 
     def sentences(self, n: int) -> list[str]:
         return [self.sentence() for _ in range(n)]
 
 
-def unique_sentences(n: int, seed: int | str = 0, exclude: Iterable[str] = ()) -> list[str]:
+def unique_sentences(n: int, seed: int | str = 0, exclude: Iterable[str] = (), max_words: int = MAX_WORDS
+                     ) -> list[str]:
     """``n`` distinct sentences not in ``exclude``, in generation order; deterministic for a seed."""
-    generator = SentenceGenerator(seed)
+    generator = SentenceGenerator(seed, max_words)
     seen = set(exclude)
     out: list[str] = []
     for _ in range(50 * n + 1000):  # duplicates are rare; the bound only guards against an exhausted grammar

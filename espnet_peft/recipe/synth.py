@@ -33,7 +33,7 @@ import soundfile
 from tqdm import tqdm
 
 from espnet_peft.recipe.kaldi_data import DataDir, atomic_write_text, wav_truncation, write_data_dir
-from espnet_peft.recipe.sentences import unique_sentences
+from espnet_peft.recipe.sentences import MAX_WORDS, unique_sentences
 
 FS = 16000
 DOMAINS = ("source", "child", "accent")
@@ -176,7 +176,7 @@ def draw_speakers(domain: str, counts: Mapping[str, int], seed: int) -> dict[str
     return out
 
 
-def draw_texts(seed: int, utts: Sizes) -> dict[tuple[str, str], list[str]]:
+def draw_texts(seed: int, utts: Sizes, max_words: int = MAX_WORDS) -> dict[tuple[str, str], list[str]]:
     """Distinct sentences across the whole corpus, so no test sentence was seen in training. Tests are drawn first
     and every (domain, split) has its own stream, so enlarging train or dropping a domain keeps the test texts."""
     seen: set[str] = set()
@@ -184,13 +184,13 @@ def draw_texts(seed: int, utts: Sizes) -> dict[tuple[str, str], list[str]]:
     for split in ("test", "dev", "train"):
         for domain in DOMAINS:
             texts[domain, split] = unique_sentences(utts[domain][split], seed=f"{seed}/{domain}/{split}",
-                                                    exclude=seen)
+                                                    exclude=seen, max_words=max_words)
             seen.update(texts[domain, split])
     return texts
 
 
 def plan_corpus(out: Path, seed: int, utts: Sizes, speakers: Sizes,
-                domains: Sequence[str] = DOMAINS) -> list[Utterance]:
+                domains: Sequence[str] = DOMAINS, max_words: int = MAX_WORDS) -> list[Utterance]:
     """Every utterance to synthesise, in a fixed order; speakers take turns within a split."""
     for domain in domains:
         if domain not in DOMAINS:
@@ -200,7 +200,7 @@ def plan_corpus(out: Path, seed: int, utts: Sizes, speakers: Sizes,
             if s < 1 or n < s:
                 raise ValueError(f"{domain}_{split}: {n} utterances for {s} speakers; need 1 <= speakers <= "
                                  "utterances so every speaker says something")
-    texts = draw_texts(seed, utts)
+    texts = draw_texts(seed, utts, max_words)
     plan: list[Utterance] = []
     for domain in domains:
         by_split = draw_speakers(domain, speakers[domain], seed)
@@ -300,13 +300,13 @@ def _check_fingerprints(out: Path, plan: Sequence[Utterance], domains: Sequence[
 
 
 def synthesize_corpus(out: Path, seed: int = 0, utts: Sizes | None = None, speakers: Sizes | None = None,
-                      domains: Sequence[str] = DOMAINS, nj: int = 1) -> dict:
+                      domains: Sequence[str] = DOMAINS, nj: int = 1, max_words: int = MAX_WORDS) -> dict:
     """Synthesise (or finish) the corpus under ``out`` and return what ``corpus.json`` holds."""
     require_tools()
     out = Path(out)
     utts = utts or parse_sizes(DEFAULT_UTTS)
     speakers = speakers or parse_sizes(DEFAULT_SPEAKERS)
-    plan = plan_corpus(out, seed, utts, speakers, domains)
+    plan = plan_corpus(out, seed, utts, speakers, domains, max_words)
     require_voices(plan)
     fingerprints = _check_fingerprints(out, plan, domains)
     atomic_write_text(out / "synth_config.json",
@@ -333,7 +333,7 @@ def synthesize_corpus(out: Path, seed: int = 0, utts: Sizes | None = None, speak
 
     corpus_path = out / "corpus.json"
     corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else {"dirs": {}, "speakers": {}}
-    corpus.update({"seed": seed, "sample_rate": FS, "generator": __name__})
+    corpus.update({"seed": seed, "max_words": max_words, "sample_rate": FS, "generator": __name__})
     for domain in domains:
         for split in SPLITS:
             group = [u for u in plan if u.speaker.domain == domain and u.speaker.split == split]

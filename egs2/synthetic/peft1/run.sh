@@ -22,8 +22,8 @@ fi
     --source_config conf/train_source.yaml \
     --finetune_config conf/finetune.yaml \
     --full_finetune_config conf/finetune_full.yaml \
-    --speech_length 5 \
-    --max_sec 4.5 \
+    --speech_length 3.5 \
+    --max_sec 3.4 \
     --budget 80000 \
     "${mode_opts[@]}" \
     "$@"

@@ -9,13 +9,15 @@ seed=0
 nj=2
 sizes="train=400,dev=60,test=80,source.train=3000"   # utterances per split (DOMAIN.SPLIT=N for one domain)
 speakers="train=12,dev=6,test=6"                       # speakers per split, disjoint across splits
+max_words=6      # 4-6 word sentences (1-3.5 s): short utterances let a from-scratch model learn in minutes on CPU
 . utils/parse_options.sh
 
 for tool in espeak-ng sox; do
   command -v "${tool}" >/dev/null || { echo "$0: ${tool} not found: apt-get install espeak-ng sox" >&2; exit 1; }
 done
 python3 -m espnet_peft.bin.synthesize_corpus --out "${SYNTH_CORPUS}" --seed "${seed}" --nj "${nj}" --sizes "${sizes}" \
-  --speakers_per_split "${speakers}"
+  --speakers_per_split "${speakers}" \
+  --max_words "${max_words}"
 for dir in "${SYNTH_CORPUS}"/*_{train,dev,test}; do
   [ -d "${dir}" ] || continue
   rm -rf "data/${dir##*/}"
