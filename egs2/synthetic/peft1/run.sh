@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Embedded default recipe: synthetic source / child / accent English, a small OWSM-like source model trained here,
 # then LoRA, DoRA, PiSSA, SSVD, SSVD-O (and full fine-tuning) at a matched budget. No network needed.
-#   ./run.sh [--quick] [--stage 1] [--stop_stage 12] [--methods "lora ssvd_o"] [--budget 80000]
+#   ./run.sh [--quick] [--stage 1] [--stop_stage 12] [--methods "lora ssvd_o"] [--budget 40000]
 #            [--outer_shares "0 0.25 0.5 0.75 1"]
 # --quick: a tiny model, a small corpus and a few steps, to check the whole pipeline in minutes (it learns little).
 set -euo pipefail
@@ -24,6 +24,6 @@ fi
     --full_finetune_config conf/finetune_full.yaml \
     --speech_length 3.5 \
     --max_sec 3.4 \
-    --budget 80000 \
+    --budget 40000 \
     "${mode_opts[@]}" \
     "$@"
