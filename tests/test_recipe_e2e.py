@@ -1,4 +1,4 @@
-"""The embedded default recipe, stages 1 to 12, in a reduced configuration (tiny model, few utterances).
+"""The embedded default recipe, stages 1 to 13, in a reduced configuration (tiny model, few utterances).
 
 It runs the real ``egs2/synthetic/peft1/run.sh`` (espeak-ng + sox corpus, ESPnet training through
 ``espnet2.bin.launch`` and ``run.pl``, decoding, sclite + jiwer scoring, report), in a copy of ``egs2/``.
@@ -43,7 +43,7 @@ def run_recipe(recipe_dir: Path, *options: str, base_env: Optional[dict] = None)
 
 @pytest.fixture(scope="module")
 def finished(recipe: Path) -> Path:
-    run_recipe(recipe, "--stage", "1", "--stop_stage", "12")
+    run_recipe(recipe, "--stage", "1", "--stop_stage", "13")
     return recipe
 
 
@@ -94,6 +94,25 @@ def test_sclite_and_jiwer_agree(finished: Path) -> None:
         assert check["equal"] or not check.get("unexplained"), path
 
 
+def test_analysis_stage_writes_drift_maps_into_the_report(finished: Path) -> None:
+    for domain in DOMAINS:
+        for method in METHODS:
+            out = finished / "exp" / "analysis" / domain / (method if method != "ssvd_o" else "ssvd_o_os0.5")
+            results = json.loads((out / "analysis.json").read_text())
+            layers = len(results["models"]["A"]["layers"])  # the source model's encoder blocks
+            assert len(results["cka"]["drift"]) == len(results["lens"]["B"]["cer"]) == layers > 0
+            assert all(0.0 <= v <= 1.0 + 1e-9 for v in results["cka"]["drift"])
+            assert len(results["contribution"]["B"]["update_ratio"]) == layers
+            assert ("B" in results.get("energy", {})) == (method != "full")  # full fine-tuning has no adapters
+            for figure in ("drift", "cka_AB", "lens", "contribution", "branches"):
+                assert (out / f"{figure}.png").stat().st_size > 1000, (out, figure)
+            assert (out / "summary.md").is_file()
+        assert (finished / "exp" / "report" / f"analysis_drift_{domain}.png").stat().st_size > 1000
+    text = (finished / "RESULTS.md").read_text()
+    assert "## Analysis" in text and "(exp/report/analysis_drift_child.png)" in text
+    assert "exp/analysis/child/lora/summary.md" in text
+
+
 def snapshot(recipe_dir: Path) -> dict:
     """Content of every output, except logs and the report's generation date."""
     state = {}
@@ -110,9 +129,10 @@ def snapshot(recipe_dir: Path) -> dict:
 
 def test_rerunning_finished_stages_changes_nothing(finished: Path) -> None:
     before = snapshot(finished)
-    result = run_recipe(finished, "--stage", "1", "--stop_stage", "12")
+    result = run_recipe(finished, "--stage", "1", "--stop_stage", "13")
     assert "skip exp/source: already trained" in result.stderr
     assert "skip decoding" in result.stderr
+    assert "skip exp/analysis/child/lora: done" in result.stderr
     after = snapshot(finished)
     changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
     assert not changed, f"re-running changed {changed[:10]}"

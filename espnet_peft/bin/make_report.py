@@ -2,7 +2,9 @@
 
     python -m espnet_peft.bin.make_report --exp_root exp --out exp/report
 
-run_info.json schema: see espnet_peft/recipe/report.py.
+run_info.json schema: see espnet_peft/recipe/report.py. When EXP_ROOT/analysis (or --analysis_root) holds runs of
+espnet_peft.bin.analyze (the recipe's stage 13), RESULTS.md also gets an Analysis section: drift per method beside
+the forgetting numbers.
 """
 
 from __future__ import annotations
@@ -23,10 +25,18 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--n_resamples", type=int, default=bootstrap.N_RESAMPLES)
     parser.add_argument("--seed", type=int, default=bootstrap.SEED)
     parser.add_argument("--figures_only", action="store_true", help="write only the PNG plots")
+    parser.add_argument("--analysis_root", type=Path,
+                        help="runs of espnet_peft.bin.analyze to add as an Analysis section "
+                             "(default: EXP_ROOT/analysis, when it exists)")
+    parser.add_argument("--links_from", type=Path,
+                        help="dir the RESULTS.md figure links are relative to (default: the parent of EXP_ROOT, "
+                             "where recipes keep RESULTS.md)")
     args = parser.parse_args(cmd)
     try:
         written = build_report(collect_results(args.exp_root), args.out, args.n_resamples, args.seed,
-                               figures_only=args.figures_only)
+                               figures_only=args.figures_only,
+                               analysis_root=args.analysis_root or args.exp_root / "analysis",
+                               links_from=args.links_from or args.exp_root.resolve().parent)
     except (ReportError, ScoringError, FileNotFoundError) as error:  # their messages name the file
         raise SystemExit(f"report: {error}") from None
     for path in written.values():

@@ -366,10 +366,14 @@ def plot_outer_share_sweep(results: Mapping[str, Any], path: Path) -> Optional[P
 
 
 def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = bootstrap.N_RESAMPLES,
-                 seed: int = bootstrap.SEED, figures_only: bool = False) -> Dict[str, Path]:
+                 seed: int = bootstrap.SEED, figures_only: bool = False, analysis_root: Optional[Path] = None,
+                 links_from: Optional[Path] = None) -> Dict[str, Path]:
     """Write RESULTS.md, results.json, learning_vs_forgetting.png and (with a sweep) outer_share_sweep.png.
 
     ``figures_only`` writes just the plots (the recipe's figure stage; the report stage writes everything).
+    ``analysis_root``: where ``python -m espnet_peft.bin.analyze`` wrote its runs (the recipe's stage 13); when it
+    holds any, RESULTS.md gets an "Analysis" section (``espnet_peft.analysis.summary.report_section``) and the
+    report dir one drift figure per domain. Its figure links are relative to ``links_from`` (default: ``out_dir``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -378,9 +382,15 @@ def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = boo
     sweep = plot_outer_share_sweep(results, out_dir / "outer_share_sweep.png")
     if sweep is not None:
         written["outer_share_sweep"] = sweep
+    analysis: List[str] = []
+    if analysis_root is not None and Path(analysis_root).is_dir():
+        from espnet_peft.analysis.summary import report_section  # matplotlib only, no torch
+
+        analysis = report_section(results, Path(analysis_root), out_dir, Path(links_from or out_dir))
     if not figures_only:
         written["results_md"] = out_dir / "RESULTS.md"
         written["results_json"] = out_dir / "results.json"
-        written["results_md"].write_text(render_markdown(results), encoding="utf-8")
+        markdown = render_markdown(results) + "".join(line + "\n" for line in analysis)
+        written["results_md"].write_text(markdown, encoding="utf-8")
         written["results_json"].write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return written

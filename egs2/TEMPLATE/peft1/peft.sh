@@ -10,7 +10,7 @@ min() { local a=$1 b=$2; echo $((a < b ? a : b)); }
 
 # ----- options -----------------------------------------------------------------------------------------------------
 stage=1
-stop_stage=12
+stop_stage=13
 nj=2                      # parallel data / decoding jobs
 ngpu=0                    # GPUs per training job
 num_nodes=1               # nodes per training job (Slurm: srun across nodes)
@@ -36,10 +36,13 @@ fs=16000
 lang_token="<eng>"
 task_token="<asr>"
 inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
+analyses="cka,lens,contribution,branches,energy"   # stage 13 (python -m espnet_peft.bin.analyze --analyses)
+analysis_max_utts=100     # source-domain test utterances per analysis
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--outer_shares \"0 0.5 1\"]
   [--nj N] [--ngpu N] [--num_nodes N] [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
 Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
-  7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report."
+  7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report,
+  13 analysis (drift map, logit lens, layer contributions, adapter energy; RESULTS.md re-rendered with it)."
 
 . ./path.sh
 . ./cmd.sh
@@ -174,7 +177,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
   if [ -n "${source_model}" ]; then
     log "Stage 5: source model from ${source_model}"
     [ -f "${source_dir}/model.pth" ] || ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" \
-      --out "${source_dir}" --token_dir "${token_dir}"
+      --out "${source_dir}" --token_dir "${token_dir}" --lang_token "${lang_token}" --task_token "${task_token}"
   else
     log "Stage 5: pretrain the embedded source model on ${source_train_set} (cached in ${source_dir})"
     train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}"
@@ -254,4 +257,30 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
   ${python} -m espnet_peft.bin.make_report --exp_root exp --out exp/report
   cp exp/report/RESULTS.md RESULTS.md
   log "Done: see RESULTS.md and exp/report/"
+fi
+
+if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
+  first_source_test=${source_test_sets%% *}
+  log "Stage 13: every fine-tuned model vs the source model on ${first_source_test} (${analyses})" \
+      "-> exp/analysis/<domain>/<method>/; RESULTS.md re-rendered with an Analysis section"
+  mkdir -p exp/analysis/logdir
+  : > exp/analysis/logdir/args.txt
+  while read -r -u 3 domain _ _ name; do
+    out="exp/analysis/${domain}/${name#"${domain}_"}"
+    if [ -f "${out}/analysis.json" ]; then log "skip ${out}: done"; continue; fi
+    # the checkpoints stages 6 and 8 decode
+    echo "--model_a_config ${source_dir}/config.yaml --model_a_file ${source_dir}/model.pth" \
+         "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/valid.acc.best.pth" \
+         "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
+         "--out ${out}" >> exp/analysis/logdir/args.txt
+  done 3< <(experiments)
+  if [ -s exp/analysis/logdir/args.txt ]; then
+    # one process for every model: ESPnet's S2T import alone costs 10-16 s
+    ${decode_cmd} exp/analysis/logdir/analyze.log \
+      ${python} -m espnet_peft.bin.run_many espnet_peft.bin.analyze exp/analysis/logdir/args.txt
+  fi
+  # the report finds exp/analysis by itself (stage 12 re-run later keeps the section)
+  ${python} -m espnet_peft.bin.make_report --exp_root exp --out exp/report
+  cp exp/report/RESULTS.md RESULTS.md
+  log "Done: see the Analysis section of RESULTS.md, and exp/analysis/<domain>/<method>/summary.md"
 fi

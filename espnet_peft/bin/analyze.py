@@ -1,0 +1,106 @@
+"""Analyse one model, or compare two (pretrained A vs adapted B), layer by layer on the same audio.
+
+    python -m espnet_peft.bin.analyze --model_a exp/source --model_b exp/child_lora \\
+        --data dump/raw/source_test --out exp/analysis/child/lora
+    python -m espnet_peft.bin.analyze --model_a_config conf.yaml --model_a_file model.pth --data wavs.txt --out out
+    python -m espnet_peft.bin.analyze --hf_model_a whisper-dir --hf_model_b whisper-ft --data data/test --out out \\
+        --analyses cka,attention
+
+A model is an ESPnet experiment dir (config.yaml + valid.acc.best.pth / valid.loss.best.pth / model.pth /
+latest.pth), a config + checkpoint pair, or a Hugging Face dir (config.json: Whisper, Wav2Vec2, HuBERT). The data is
+a Kaldi data dir (wav.scp, and text.ctc or text for the scored analyses) or a file with one wav path (or "key path")
+per line. Writes OUT/analysis.json (last: its presence marks a finished run), OUT/*.png and OUT/summary.md.
+
+Analyses (--analyses, comma-separated or "all"; default cka,lens,contribution,branches,energy):
+  cka           linear CKA layer x layer within each model, A x B, and the drift curve CKA(A_l, B_l)
+  lens          CTC logit lens: per-layer greedy CER and KL to the final layer (ESPnet CTC models)
+  contribution  per-layer update size ||h_out - h_in|| / ||h_in|| and direction cos(u, h_in)
+  branches      per-branch update sizes inside each block (ESPnet Transformer / Conformer / E-Branchformer)
+  ablation      CER and CTC loss when a layer (or layers 0..l) is erased (output := input); 2L more passes
+  energy        SVD energy (k90) of the adapters' bottleneck activations and gradients (adapted ESPnet models)
+  attention     Jensen-Shannon similarity of self-attention maps, within and across the models
+Relative paths inside ESPnet configs (init_param, bpemodel) are resolved from the current dir: run from the recipe dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+from espnet_peft.analysis.runner import ANALYSES, DEFAULT_ANALYSES, Settings
+
+
+def _model_arguments(parser: argparse.ArgumentParser, label: str) -> None:
+    x = label.lower()
+    group = parser.add_argument_group(f"model {label}" + (" (optional: compare with A)" if label == "B" else ""))
+    group.add_argument(f"--model_{x}", help="ESPnet exp dir, config.yaml, .pth (config.yaml beside it) or HF dir")
+    group.add_argument(f"--model_{x}_config", help="ESPnet training config (config.yaml)")
+    group.add_argument(f"--model_{x}_file", help="ESPnet checkpoint (default: the first found beside the config)")
+    group.add_argument(f"--hf_model_{x}", help="Hugging Face model dir (from_pretrained)")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_arguments(parser, "A")
+    _model_arguments(parser, "B")
+    parser.add_argument("--task", default="auto", choices=["auto", "asr", "s2t"],
+                        help="ESPnet task of the models (auto: s2t when the config uses the s2t preprocessor)")
+    parser.add_argument("--data", required=True, help="Kaldi data dir (wav.scp + text) or a wav list file")
+    parser.add_argument("--max_utts", type=int, default=100, help="utterances, spread over the sorted keys")
+    parser.add_argument("--analyses", default=",".join(DEFAULT_ANALYSES),
+                        help=f"comma-separated subset of {','.join(ANALYSES)}, or 'all'")
+    parser.add_argument("--batch_size", type=int, default=8, help="utterances per forward pass (HF: 1)")
+    parser.add_argument("--max_frames", type=int, default=5000,
+                        help="frames kept for CKA, spread over utterances (peak memory about 20 bytes x max_frames "
+                             "x width per layer and model: 2.5 GB per model at 24 layers x 1024)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--out", type=Path, required=True, help="output dir")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _atomic_json(path: Path, value: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    # Inputs are checked before ESPnet is imported (10-15 s): a wrong path fails at once.
+    from espnet_peft.analysis.sources import AnalysisInputError, load_model, read_utterances, resolve_model
+
+    analyses = ANALYSES if args.analyses.strip() == "all" else tuple(a.strip() for a in args.analyses.split(","))
+    try:
+        settings = Settings(analyses=analyses, batch_size=args.batch_size, max_frames=args.max_frames,
+                            progress=not args.no_progress)
+        sources = [resolve_model("A", args.model_a, args.model_a_config, args.model_a_file, args.hf_model_a,
+                                 args.task)]
+        if any((args.model_b, args.model_b_config, args.model_b_file, args.hf_model_b)):
+            sources.append(resolve_model("B", args.model_b, args.model_b_config, args.model_b_file,
+                                         args.hf_model_b, args.task))
+        utts = read_utterances(args.data, args.max_utts)
+        from espnet_peft.analysis.runner import run_analysis
+
+        models = [load_model(label, source, args.device, eager_attention="attention" in settings.analyses)
+                  for label, source in zip("AB", sources)]
+        results = run_analysis(models, utts, settings, data_name=str(args.data))
+    except AnalysisInputError as error:
+        raise SystemExit(f"analyze: {error}") from None
+    from espnet_peft.analysis.plots import write_plots
+    from espnet_peft.analysis.summary import ANALYSIS_JSON, render_summary
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = write_plots(results, args.out)
+    (args.out / "summary.md").write_text(render_summary(results, figures, args.out), encoding="utf-8")
+    _atomic_json(args.out / ANALYSIS_JSON, results)
+    print(f"analysis written to {args.out} ({ANALYSIS_JSON}, summary.md, {len(figures)} figures)")
+
+
+if __name__ == "__main__":
+    main()

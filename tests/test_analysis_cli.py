@@ -1,0 +1,145 @@
+"""``python -m espnet_peft.bin.analyze`` on tiny randomly initialised ESPnet S2T models and a tiny Kaldi dir.
+
+The models have the recipe's layout (OWSM-style E-Branchformer S2T, BPE with OWSM special tokens, inputs padded to a
+fixed length), written as an ESPnet experiment dir would be (``config.yaml`` + ``model.pth``): A is the "pretrained"
+model, B is A with LoRA adapters moved off their identity initialisation, C has one more encoder block than A.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from espnet_peft.bin.analyze import main as analyze
+from espnet_peft.recipe.owsm_tokens import time_tokens, train_owsm_bpe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from analysis_runtime import FS, synthetic_data_dir, write_experiment  # noqa: E402  (the benchmark's builders)
+
+SPEECH_LENGTH = 2.0  # seconds: S2T inputs are padded to this
+WORDS = ["the cat runs", "a big dog", "the red bird sees a fish", "one small tree", "two old books"]
+LORA = {"method": "lora", "target_modules": ["linear_q", "linear_v", "w_1", "w_2"], "r": 4}
+
+
+def _s2t_config(tokens: Path, bpe: Path, blocks: int) -> dict:
+    """A tiny version of the recipe's source model (same layout and preprocessing)."""
+    return {
+        "token_list": str(tokens), "bpemodel": str(bpe), "token_type": "bpe", "use_preprocessor": True,
+        "frontend": "default", "frontend_conf": {"n_fft": 512, "hop_length": 160, "n_mels": 40},
+        "normalize": "utterance_mvn",
+        "encoder": "e_branchformer",
+        "encoder_conf": {"output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": blocks,
+                         "cgmlp_linear_units": 64, "cgmlp_conv_kernel": 7, "merge_conv_kernel": 7,
+                         "attention_layer_type": "rel_selfattn", "pos_enc_layer_type": "rel_pos",
+                         "rel_pos_type": "latest", "use_linear_after_conv": False, "gate_activation": "identity",
+                         "input_layer": "conv2d", "macaron_ffn": True, "use_ffn": True},
+        "decoder": "transformer", "decoder_conf": {"attention_heads": 2, "linear_units": 32, "num_blocks": 1},
+        "model_conf": {"ctc_weight": 0.3, "sym_na": "<na>"},
+        "preprocessor": "s2t",
+        "preprocessor_conf": {"text_prev_name": "text_prev", "text_ctc_name": "text_ctc", "fs": FS,
+                              "na_symbol": "<na>", "speech_length": SPEECH_LENGTH, "speech_resolution": 0.02,
+                              "speech_init_silence": 0.5, "text_prev_apply_prob": 0.0, "time_apply_prob": 1.0,
+                              "notime_symbol": "<notimestamps>", "first_time_symbol": time_tokens(SPEECH_LENGTH)[0],
+                              "last_time_symbol": time_tokens(SPEECH_LENGTH)[-1]},
+    }
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("analysis_cli")
+    data = synthetic_data_dir(root / "data", WORDS[:4], [0.6, 0.9, 1.2, 1.5])
+    bpe, tokens = train_owsm_bpe(WORDS * 4, root / "tokens", vocab_size=30, speech_length=SPEECH_LENGTH)
+    config = _s2t_config(tokens, bpe, blocks=2)
+    a = write_experiment(root / "exp_a", config, seed=0)
+    adapted = {**config, "use_adapter": True, "adapter": "espnet_peft", "adapter_conf": LORA}
+    b = write_experiment(root / "exp_b", adapted, seed=1, adapted_from=a)
+    c = write_experiment(root / "exp_c", _s2t_config(tokens, bpe, blocks=3), seed=2)
+    return {"root": root, "data": data, "a": a, "b": b, "c": c}
+
+
+def test_every_analysis_writes_json_figures_and_summary(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "out_ab"
+    analyze(["--model_a", str(setup["a"]), "--model_b", str(setup["b"]), "--data", str(setup["data"]),
+             "--analyses", "all", "--batch_size", "3", "--out", str(out), "--no_progress"])
+    results = json.loads((out / "analysis.json").read_text())
+    for key in ("models", "data", "settings", "cka", "lens", "contribution", "branches", "ablation", "energy",
+                "attention", "skipped", "timing_s"):
+        assert key in results, key
+    assert results["data"]["utterances"] == 4 and results["models"]["B"]["adapter_layers"] > 0
+    cka = results["cka"]
+    for label in ("A", "B"):
+        assert np.allclose(np.diag(cka["intra"][label]), 1.0)  # a model with itself
+        assert len(results["lens"][label]["cer"]) == len(results["lens"][label]["kl"]) == 2
+        assert results["lens"][label]["kl"][-1] == pytest.approx(0.0, abs=1e-6)
+        assert set(results["branches"][label]["branches"]) >= {"merge", "attn", "cgmlp"}
+        assert set(results["ablation"][label]) == {"single", "cumulative"}
+    assert len(cka["drift"]) == 2 and all(0.0 <= v <= 1.0 + 1e-9 for v in cka["drift"])
+    assert "A" not in results["energy"] and results["skipped"]["energy"]["A"]  # no adapters in A
+    assert results["energy_loss"]["B"] == "training loss"  # prompted text + text.prev + text.ctc in the data
+    energy = next(iter(results["energy"]["B"].values()))
+    assert energy["rank"] == 4 and 1 <= energy["act_k90"] <= 4
+    for name in ("cka_A", "cka_B", "cka_AB", "drift", "lens", "contribution", "branches", "ablation", "energy_B",
+                 "attention_A", "attention_AB"):
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+    summary = (out / "summary.md").read_text()
+    assert "Drift" in summary and "![drift](drift.png)" in summary
+
+
+def test_a_model_against_itself_has_no_drift(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "out_aa"
+    analyze(["--model_a_config", str(setup["a"] / "config.yaml"), "--model_a_file", str(setup["a"] / "model.pth"),
+             "--model_b", str(setup["a"] / "model.pth"), "--data", str(setup["data"]), "--analyses", "cka",
+             "--out", str(out), "--no_progress"])
+    cka = json.loads((out / "analysis.json").read_text())["cka"]
+    assert cka["drift"] == pytest.approx([1.0, 1.0], abs=1e-9)
+    assert np.allclose(cka["inter"], cka["intra"]["A"], atol=1e-9)
+
+
+def test_different_layer_counts_give_a_rectangular_matrix(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "out_ac"
+    wavs = setup["root"] / "wavs.txt"  # the wav-list input: no transcripts, so no CER
+    wavs.write_text("".join(line.split()[1] + "\n" for line in (setup["data"] / "wav.scp").read_text().splitlines()))
+    analyze(["--model_a", str(setup["a"]), "--model_b", str(setup["c"]), "--data", str(wavs), "--analyses",
+             "cka,lens", "--out", str(out), "--no_progress"])
+    results = json.loads((out / "analysis.json").read_text())
+    assert np.array(results["cka"]["inter"]).shape == (2, 3)
+    assert results["cka"]["drift"] is None and "drift" in results["skipped"]
+    assert results["lens"]["B"]["cer"] is None and len(results["lens"]["B"]["kl"]) == 3
+    assert (out / "cka_AB.png").is_file() and not (out / "drift.png").exists()
+
+
+def test_missing_files_are_named_with_the_fix(setup: dict[str, Path]) -> None:
+    missing = setup["root"] / "nowhere"
+    with pytest.raises(SystemExit, match=r"model B: .*nowhere.* not found.*ESPnet experiment dir"):
+        analyze(["--model_a", str(setup["a"]), "--model_b", str(missing), "--data", str(setup["data"]),
+                 "--out", str(setup["root"] / "x")])
+    with pytest.raises(SystemExit, match=r"model A: model file .*none\.pth not found"):
+        analyze(["--model_a_config", str(setup["a"] / "config.yaml"), "--model_a_file", str(missing / "none.pth"),
+                 "--data", str(setup["data"]), "--out", str(setup["root"] / "x")])
+    with pytest.raises(SystemExit, match=r"--data .*nowhere not found"):
+        analyze(["--model_a", str(setup["a"]), "--data", str(missing), "--out", str(setup["root"] / "x")])
+    assert not (setup["root"] / "x").exists()
+
+
+def test_hugging_face_model_against_an_espnet_one(setup: dict[str, Path]) -> None:
+    """A tiny Wav2Vec2 (12.5 ms frames, three layers) vs the ESPnet model (40 ms): frames are paired by position."""
+    import transformers
+
+    config = transformers.Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64, vocab_size=8,
+        conv_dim=(16, 16), conv_stride=(10, 8), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2)
+    hf_dir = setup["root"] / "hf_w2v"
+    transformers.Wav2Vec2Model(config).save_pretrained(hf_dir)
+    out = setup["root"] / "out_hf"
+    analyze(["--hf_model_a", str(hf_dir), "--model_b", str(setup["a"]), "--data", str(setup["data"]),
+             "--analyses", "cka,contribution,attention,lens", "--out", str(out), "--no_progress"])
+    results = json.loads((out / "analysis.json").read_text())
+    assert results["models"]["A"]["kind"] == "hf" and np.array(results["cka"]["inter"]).shape == (3, 2)
+    assert np.allclose(np.diag(results["attention"]["intra"]["A"]), 1.0)
+    assert "A" in results["skipped"]["lens"] and "B" in results["lens"]  # the CTC lens is ESPnet-only
+    assert "AB" in results["skipped"]["attention"]  # other frame rates: no query-by-query comparison
