@@ -249,6 +249,18 @@ def test_report_writes_tables_json_and_plots(exp_root: Path, tmp_path: Path) -> 
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
 
 
+def test_report_warns_when_the_source_model_fails_its_own_domain(exp_root: Path, tmp_path: Path) -> None:
+    assert "Warning" not in (report.build_report(report.collect_results(exp_root), tmp_path / "ok",
+                                                 n_resamples=50)["results_md"]).read_text()
+    ref = {"target": np.full(30, 10), "source": np.full(20, 10)}
+    untrained = tmp_path / "untrained"
+    write_run(untrained, "child", "zero_shot", ref["target"], np.full(20, 9), ref, params=0)  # 90% source WER
+    write_run(untrained, "child", "lora", ref["target"] - 1, np.full(20, 9), ref)
+    markdown = report.build_report(report.collect_results(untrained), tmp_path / "bad",
+                                   n_resamples=50)["results_md"].read_text()
+    assert "zero-shot WER on its own source set is 90.0%" in markdown
+
+
 def test_no_sweep_plot_without_several_outer_shares(exp_root: Path, tmp_path: Path) -> None:
     records = [r for r in report.collect_results(exp_root) if r.outer_share is None]
     written = report.build_report(records, tmp_path / "report", n_resamples=200)
