@@ -82,6 +82,9 @@ def test_every_analysis_writes_json_figures_and_summary(setup: dict[str, Path]) 
     assert results["energy_loss"]["B"] == "training loss"  # prompted text + text.prev + text.ctc in the data
     energy = next(iter(results["energy"]["B"].values()))
     assert energy["rank"] == 4 and 1 <= energy["act_k90"] <= 4
+    fresh = results["energy_vs_untrained"]["B"]
+    assert set(fresh) == set(results["energy"]["B"])
+    assert all(row["untrained_grad_k90"] == 0 for row in fresh.values())  # LoRA's B = 0 where training starts
     for name in ("cka_A", "cka_B", "cka_AB", "drift", "lens", "contribution", "branches", "ablation", "energy_B",
                  "attention_A", "attention_AB"):
         assert (out / f"{name}.png").stat().st_size > 1000, name

@@ -13,7 +13,9 @@ from torch import nn
 from adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
 from espnet_peft.analysis._cer import char_edits, corpus_cer, token_cer
 from espnet_peft.analysis.ablation import erase_blocks, layer_ablation
-from espnet_peft.analysis.adapter_energy import adapter_energy, compare_energy, cumulative_energy, k_at
+from espnet_peft.analysis.adapter_energy import (
+    adapter_energy, compare_energy, cumulative_energy, k_at, untrained_adapters,
+)
 from espnet_peft.analysis.branch_contribution import block_branches, branch_contribution, branch_updates
 from espnet_peft.analysis.logit_lens import classification_lens, ctc_greedy, logit_lens
 from espnet_peft.analysis.model_access import EspnetEncoderAccess
@@ -355,6 +357,24 @@ def test_adapter_energy_for_every_method(method: str) -> None:
             assert layer.config.compute_path == "rebuild"
     assert all(p.grad is None for p in model.parameters())
     json.dumps({name: s.to_dict() for name, s in stats.items()})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_untrained_adapters_restart_from_the_pretrained_weight_and_are_swapped_back(method: str) -> None:
+    pristine = build_model(trained_looking=True)
+    model = _adapted(method)
+    layers = adapter_layers(model)
+    x = _batches()[0]
+    with torch.no_grad():
+        before = model(x)
+        assert not torch.allclose(before, pristine(x), atol=1e-5)  # trained: not the pretrained function
+        with untrained_adapters(model) as fresh:  # identity at initialisation: the pretrained function again
+            torch.testing.assert_close(fresh(x), pristine(x), rtol=1e-4, atol=1e-5)
+            swapped = adapter_layers(fresh)
+            assert set(swapped) == set(layers) and all(swapped[n] is not layers[n] for n in layers)
+            assert all(type(swapped[n]) is type(layers[n]) for n in layers)
+        assert all(adapter_layers(model)[n] is layers[n] for n in layers)  # the trained layers are back
+        torch.testing.assert_close(model(x), before, rtol=0, atol=0)
 
 
 def test_compare_trained_with_fresh_adapters() -> None:

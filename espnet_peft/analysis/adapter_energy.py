@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from espnet_peft.injection import adapter_layers
+from espnet_peft.injection import _set_submodule, adapter_layers
 
 #: share of the energy that ``k90`` must reach
 ENERGY_SHARE = 0.9
@@ -165,3 +165,37 @@ def compare_energy(
         for name in trained
         if name in untrained
     }
+
+
+
+def _fresh_layer(layer: nn.Module) -> nn.Module:
+    """A new adapter layer of ``layer``'s type and config around its pretrained weight (``merged - delta``, which is
+    also right for PiSSA, whose ``weight`` holds a residual), initialised as at the start of training."""
+    weight = layer.weight
+    base = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                     device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        base.weight.copy_(layer.merged_weight() - layer.delta_weight())
+        if layer.bias is not None:
+            base.bias.copy_(layer.bias)
+    fresh = type(layer)(base, layer.config)
+    fresh.initialise_from_weight()
+    return fresh
+
+
+@contextlib.contextmanager
+def untrained_adapters(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every adapter of ``model`` is swapped for a freshly initialised one: where training started.
+
+    Random factors (LoRA's ``A``) are new draws; zero-initialised ones (LoRA's ``B``, SSVD's core) are zero again.
+    The trained layers are put back on exit, also after an error. (Swapping rather than ``deepcopy``: ESPnet models
+    can hold non-leaf tensors that cannot be deep-copied.)
+    """
+    trained = adapter_layers(model)
+    try:
+        for name, layer in trained.items():
+            _set_submodule(model, name, _fresh_layer(layer))
+        yield model
+    finally:
+        for name, layer in trained.items():
+            _set_submodule(model, name, layer)

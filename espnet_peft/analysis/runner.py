@@ -37,7 +37,7 @@ import torch
 from tqdm import tqdm
 
 from espnet_peft.analysis.ablation import MODES, layer_ablation
-from espnet_peft.analysis.adapter_energy import adapter_energy
+from espnet_peft.analysis.adapter_energy import adapter_energy, compare_energy, untrained_adapters
 from espnet_peft.analysis.attention import head_similarity
 from espnet_peft.analysis.branch_contribution import _mean_ratio, block_branches, branch_updates
 from espnet_peft.analysis.cka import cka_matrix
@@ -348,10 +348,13 @@ def _loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return model.ctc(encoded, encoded_lengths, batch.ctc_text, batch.ctc_text_lengths)
 
 
-def _energy(m: LoadedModel, batches: Sequence[Batch]) -> tuple[dict[str, Any], str]:
-    stats = adapter_energy(m.model, _loss, batches)
+def _energy(m: LoadedModel, batches: Sequence[Batch]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Adapter energy of the trained model and of the same model with freshly initialised adapters, side by side."""
+    trained = adapter_energy(m.model, _loss, batches)
+    with untrained_adapters(m.model) as fresh:
+        untrained = adapter_energy(fresh, _loss, batches)
     loss = "training loss" if all(b.loss_inputs is not None for b in batches) else "CTC loss"
-    return {name: s.to_dict() for name, s in stats.items()}, loss
+    return {name: s.to_dict() for name, s in trained.items()}, compare_energy(trained, untrained), loss
 
 
 def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings: Settings,
@@ -458,9 +461,10 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
                                    for label in todo["ablation"]}
     if todo.get("energy"):
         with timer("energy"):
-            results["energy"], losses = {}, {}
+            results["energy"], results["energy_vs_untrained"], losses = {}, {}, {}
             for label in todo["energy"]:
-                results["energy"][label], losses[label] = _energy(by_label[label], kept[label])
+                (results["energy"][label], results["energy_vs_untrained"][label],
+                 losses[label]) = _energy(by_label[label], kept[label])
             results["energy_loss"] = losses
     if todo.get("attention"):
         results["attention"] = {"intra": {label: attention.matrix(label) for label in todo["attention"]},

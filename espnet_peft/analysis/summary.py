@@ -99,12 +99,19 @@ def render_summary(results: Mapping[str, Any], figures: Mapping[str, Path], out_
     for label, per_layer in energy.items():
         med = energy_medians(per_layer)
         loss = (results.get("energy_loss") or {}).get(label, "loss")
+        fresh = (results.get("energy_vs_untrained") or {}).get(label) or {}
+        untrained = "" if not fresh else (
+            f" With freshly initialised adapters (where training started) the medians are "
+            f"{_num(median(c['untrained_act_k90'] for c in fresh.values()), 0)} and "
+            f"{_num(median(c['untrained_grad_k90'] for c in fresh.values()), 0)} (0: an all-zero matrix).")
         lines += ["", f"## Adapter SVD energy ({label}, gradients of the {loss})", "",
                   f"{len(per_layer)} adapter layers; median rank {_num(med['rank'], 0)}, median k90 of activations "
                   f"{_num(med['act_k90'], 0)}, of gradients {_num(med['grad_k90'], 0)} (k90: fewest singular "
-                  f"directions holding 90% of the energy).", "", "<details><summary>per layer</summary>", ""]
-        lines += _table(["adapter layer", "rank", "act k90", "grad k90"],
-                        [[f"`{name}`", str(s["rank"]), str(s["act_k90"]), str(s["grad_k90"])]
+                  f"directions holding 90% of the energy).{untrained}", "", "<details><summary>per layer</summary>", ""]
+        lines += _table(["adapter layer", "rank", "act k90", "grad k90", "untrained act k90", "untrained grad k90"],
+                        [[f"`{name}`", str(s["rank"]), str(s["act_k90"]), str(s["grad_k90"]),
+                          str(fresh.get(name, {}).get("untrained_act_k90", "-")),
+                          str(fresh.get(name, {}).get("untrained_grad_k90", "-"))]
                          for name, s in per_layer.items()])
         lines += ["", "</details>"]
     if figures:
