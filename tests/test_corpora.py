@@ -26,8 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "dev", "test")
 
 
-def sets_of(out: Path, domain: str) -> dict[str, object]:
-    return {s: read_data_dir(out / f"{domain}_{s}") for s in SPLITS}
+def speaker_disjoint_sets(out: Path, domain: str) -> dict[str, object]:
+    """The domain's train/dev/test dirs, read back after checking that no speaker is in two of them."""
+    data = {s: read_data_dir(out / f"{domain}_{s}") for s in SPLITS}
+    assert_speaker_disjoint(data)
+    return data
+
+
+def all_texts(data: dict) -> dict[str, str]:
+    return {utt: text for d in data.values() for utt, text in d.text.items()}
 
 
 def assert_valid(out: Path, names, audio: bool = True) -> None:
@@ -119,7 +126,7 @@ def test_myst_prepare(trees, tmp_path):
     out = tmp_path / "data"
     summary = myst.prepare(trees["myst"], out)
     assert set(summary) == {"child_train", "child_dev", "child_test"}
-    data = sets_of(out, "child")
+    data = speaker_disjoint_sets(out, "child")
     expected = {}
     for partition, student, turn, trn, text in fx.MYST_UTTS:
         if text is not None:
@@ -128,7 +135,6 @@ def test_myst_prepare(trees, tmp_path):
     assert got == expected
     assert data["train"].utt2spk[fx.myst_utt_id("002001", 1)] == "myst_002001"
     assert set(data["test"].utt2spk.values()) == {"myst_002004"}
-    assert_speaker_disjoint(data)
     # FLAC at 16 kHz mono is listed as it is, by absolute path
     assert all(p.endswith(".flac") and Path(p).is_absolute() for d in data.values() for p in d.wav_scp.values())
     assert dropped(out, "myst") == {"noise_only": 2, "discard_tag": 1, "no_transcript": 1,
@@ -148,9 +154,8 @@ def test_cslu_spontaneous_normalisation(speaker: str):
 def test_cslu_kids_prepare(trees, tmp_path):
     out = tmp_path / "data"
     cslu_kids.prepare(trees["cslu_kids"], out)
-    data = sets_of(out, "child")
-    assert_speaker_disjoint(data)
-    texts = {utt: text for d in data.values() for utt, text in d.text.items()}
+    data = speaker_disjoint_sets(out, "child")
+    texts = all_texts(data)
     assert texts["ks0010a0"] == "hello how are you"
     assert texts["ks0011f0"] == "twenty five apples"
     assert texts["ks001xx0"] == "um my dog is wabbit nice"
@@ -175,9 +180,8 @@ def test_cslu_kids_prepare(trees, tmp_path):
 def test_cmu_kids_prepare_decodes_sphere(trees, tmp_path):
     out = tmp_path / "data"
     cmu_kids.prepare(trees["cmu_kids"], out)
-    data = sets_of(out, "child")
-    assert_speaker_disjoint(data)
-    texts = {utt: text for d in data.values() for utt, text in d.text.items()}
+    data = speaker_disjoint_sets(out, "child")
+    texts = all_texts(data)
     assert len(texts) == len(fx.CMU_SPEAKERS) * len(fx.CMU_TRN)
     for spk in fx.CMU_SPEAKERS:
         for suffix, (_, expected) in fx.CMU_TRN.items():
@@ -242,14 +246,13 @@ def test_l2_arctic_speaker_table():
 def test_l2_arctic_prepare(trees, tmp_path):
     out = tmp_path / "data"
     l2_arctic.prepare(trees["l2_arctic"], out, l1s=("arabic", "hindi"))
-    data = sets_of(out, "accent")
-    assert_speaker_disjoint(data)
+    data = speaker_disjoint_sets(out, "accent")
     for s in SPLITS:
         expected = {f"l2arctic_{spk}" for spk in l2_arctic.SPLIT[s] if spk in fx.L2_SPEAKERS}
         assert set(data[s].utt2spk.values()) == expected
         prompts = {utt.split("_", 2)[2] for utt in data[s].text}
         assert all(l2_arctic.prompt_split(p) == s for p in prompts)  # no sentence shared between sets
-    texts = {utt: t for d in data.values() for utt, t in d.text.items()}
+    texts = all_texts(data)
     assert texts["l2arctic_SKA_arctic_a0001"] == "author of the danger trail philip steels etc"  # SKA: train
     assert "l2arctic_ABA_arctic_a0001" not in texts  # no transcript
     assert "one thousand nine hundred and eight" in " ".join(texts.values())
@@ -277,15 +280,14 @@ def test_edacc_normalisation():
 def test_edacc_prepare_builds_an_adaptation_split_from_dev(trees, tmp_path):
     out = tmp_path / "data"
     edacc.prepare(trees["edacc"], out)
-    data = sets_of(out, "accent")
-    assert_speaker_disjoint(data)
+    data = speaker_disjoint_sets(out, "accent")
     conv = {s: {spk.rsplit("-", 1)[0] for spk in d.utt2spk.values()} for s, d in data.items()}
     assert conv["test"] == set(fx.EDACC_TEST)                          # the official test set, untouched
     assert conv["train"] | conv["dev"] == set(fx.EDACC_DEV)            # train + dev = the official dev set
     assert not conv["train"] & conv["dev"] and conv["train"] and conv["dev"]  # split by conversation
     report = json.loads((out / "local" / "edacc" / "prep_report.json").read_text())
     assert report["conversations"]["accent_test"] == sorted(fx.EDACC_TEST)
-    texts = {utt: t for d in data.values() for utt, t in d.text.items()}
+    texts = all_texts(data)
     assert texts["EDACC-C01-A-0000"] == "yeah i think so"
     assert texts["EDACC-C01-B-0001"] == "right okay"
     assert texts["EDACC-C02-A-0000"] == "we went to glasgow"
@@ -323,9 +325,8 @@ def test_common_voice_accent_matching():
 def test_common_voice_prepare_official_split(trees, tmp_path, release):
     out = tmp_path / "data"
     common_voice.prepare(trees[release], out, accents=("indian", "scottish"))
-    data = sets_of(out, "accent")
-    assert_speaker_disjoint(data)
-    texts = {utt: t for d in data.values() for utt, t in d.text.items()}
+    data = speaker_disjoint_sets(out, "accent")
+    texts = all_texts(data)
     accents = {u: a for s in SPLITS for u, a in read_table(out / f"accent_{s}" / "utt2accent").items()}
     report = json.loads((out / "local" / "commonvoice" / "prep_report.json").read_text())
     if release == "cv_old":
@@ -348,8 +349,7 @@ def test_common_voice_validated_split_and_mp3_without_sox_mp3(trees, tmp_path, m
     monkeypatch.setattr(common, "sox_formats", lambda: frozenset({"wav", "flac"}))  # sox without libsox-fmt-mp3
     out = tmp_path / "data"
     common_voice.prepare(trees["cv_new"], out, accents=("indian", "scottish"), split="validated")
-    data = sets_of(out, "accent")
-    assert_speaker_disjoint(data)
+    data = speaker_disjoint_sets(out, "accent")
     assert sum(len(d.text) for d in data.values()) == 5
     assert_valid(out, [f"accent_{s}" for s in SPLITS])  # decoded by libsndfile, resampled by sox
 
