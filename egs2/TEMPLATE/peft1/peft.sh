@@ -180,7 +180,14 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       --out "${source_dir}" --token_dir "${token_dir}" --lang_token "${lang_token}" --task_token "${task_token}"
   else
     log "Stage 5: pretrain the embedded source model on ${source_train_set} (cached in ${source_dir})"
-    train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}"
+    stats_args=()
+    if grep -q "^normalize: *global_mvn" "${source_config}"; then
+      # Statistics of the unpadded speech: ESPnet's collect_stats would see the S2T window's zero padding too.
+      [ -f "${source_dir}/feats_stats.npz" ] || ${python} -m espnet_peft.bin.speech_stats --config "${source_config}" \
+        --wav_scp "dump/raw/${source_train_set}/wav.scp" --out "${source_dir}/feats_stats.npz"
+      stats_args=(--normalize_conf "stats_file=${source_dir}/feats_stats.npz")
+    fi
+    train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}" "${stats_args[@]}"
     ln -sf valid.acc.best.pth "${source_dir}/model.pth"
   fi
 fi
