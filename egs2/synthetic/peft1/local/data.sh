@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage 1 of the embedded default: a synthetic three-domain English corpus (source adult US English, child-like,
-# regional accents), made offline with espeak-ng + sox, deterministic by seed, speakers disjoint across splits.
+# regional and non-native accents), made offline with espeak-ng + sox, deterministic by seed, speakers disjoint
+# across splits.
 set -euo pipefail
 . ./path.sh
 . ./db.sh
