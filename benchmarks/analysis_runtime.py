@@ -105,6 +105,11 @@ def _same_shape_models(root: Path, method: str, budget: int, utts: int) -> tuple
     from espnet_peft.recipe.finetune_config import finetune_config
     from espnet_peft.recipe.owsm_tokens import train_owsm_bpe
     from espnet_peft.recipe.sentences import unique_sentences
+    from espnet_peft.recipe.speech_stats import (
+        build_frontend,
+        speech_feature_stats,
+        write_stats,
+    )
 
     source = yaml.safe_load((RECIPE / "conf" / "train_source.yaml").read_text(encoding="utf-8"))
     speech_length = float(source["preprocessor_conf"]["speech_length"])
@@ -114,6 +119,10 @@ def _same_shape_models(root: Path, method: str, budget: int, utts: int) -> tuple
     # the recipe keeps utterances shorter than its fixed input length (max_sec < speech_length)
     data = synthetic_data_dir(root / "source_test", texts[:utts], rng.uniform(1.0, 0.9 * speech_length, utts))
     common = {"token_list": str(tokens), "bpemodel": str(bpe), "token_type": "bpe", "use_preprocessor": True}
+    if source.get("normalize") == "global_mvn":  # as the recipe's stage 5: statistics of the unpadded speech
+        stats = root / "feats_stats.npz"
+        write_stats(speech_feature_stats(data / "wav.scp", build_frontend(source)), stats)
+        source["normalize_conf"] = {**(source.get("normalize_conf") or {}), "stats_file": str(stats)}
     a = write_experiment(root / "source", {**source, **common}, seed=0)
     finetune = finetune_config(a / "train.yaml", RECIPE / "conf" / "finetune.yaml", method, RECIPE / "conf" / "peft",
                                budget)

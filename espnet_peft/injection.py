@@ -165,7 +165,7 @@ def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSp
     layers = {}
     for name, module in targets.items():
         layers[name] = layer_class(module, configs[name])
-        _set_submodule(model, name, layers[name])
+        set_submodule(model, name, layers[name])
     if spec.frozen_norms == "eval":
         for module in model.modules():
             if isinstance(module, _BatchNorm):
@@ -178,7 +178,8 @@ def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSp
     return report
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` at the dotted path ``name`` of ``model`` (injection, merging, and the analysis' adapter swap)."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
@@ -196,7 +197,7 @@ def initialise_adapters(model: nn.Module, force: bool = False) -> int:
 def merge_adapters(model: nn.Module) -> nn.Module:
     """Replace every adapter layer by a plain ``nn.Linear`` holding its merged weight (in place)."""
     for name, layer in adapter_layers(model).items():
-        _set_submodule(model, name, layer.to_linear())
+        set_submodule(model, name, layer.to_linear())
     for module in model.modules():
         if isinstance(module, _BatchNorm):
             for key, hook in list(module._forward_pre_hooks.items()):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+import yaml
 from espnet2.layers.global_mvn import GlobalMVN
 
 from espnet_peft.bin import speech_stats as speech_stats_cli
@@ -58,8 +59,6 @@ def test_unreadable_audio_is_named_by_utterance(tmp_path: Path) -> None:
 
 
 def _yaml(root: Path) -> Path:
-    import yaml
-
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(CONFIG))
     return path

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from espnet_peft.injection import _set_submodule, adapter_layers
+from espnet_peft.injection import adapter_layers, set_submodule
 
 #: share of the energy that ``k90`` must reach
 ENERGY_SHARE = 0.9
@@ -167,15 +167,14 @@ def compare_energy(
     }
 
 
-
 def _fresh_layer(layer: nn.Module) -> nn.Module:
-    """A new adapter layer of ``layer``'s type and config around its pretrained weight (``merged - delta``, which is
-    also right for PiSSA, whose ``weight`` holds a residual), initialised as at the start of training."""
+    """A new adapter layer of ``layer``'s type and config around its pretrained weight (``pretrained_weight``: PiSSA's
+    ``weight`` holds a residual), initialised as at the start of training."""
     weight = layer.weight
     base = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
                      device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
-        base.weight.copy_(layer.merged_weight() - layer.delta_weight())
+        base.weight.copy_(layer.pretrained_weight())
         if layer.bias is not None:
             base.bias.copy_(layer.bias)
     fresh = type(layer)(base, layer.config)
@@ -194,8 +193,8 @@ def untrained_adapters(model: nn.Module) -> Iterator[nn.Module]:
     trained = adapter_layers(model)
     try:
         for name, layer in trained.items():
-            _set_submodule(model, name, _fresh_layer(layer))
+            set_submodule(model, name, _fresh_layer(layer))
         yield model
     finally:
         for name, layer in trained.items():
-            _set_submodule(model, name, layer)
+            set_submodule(model, name, layer)

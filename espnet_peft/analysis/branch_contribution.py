@@ -139,7 +139,8 @@ class BranchContribution:
         }
 
 
-def _mean_ratio(update: torch.Tensor, block_input: torch.Tensor, mask: torch.Tensor | None) -> float:
+def mean_ratio(update: torch.Tensor, block_input: torch.Tensor, mask: torch.Tensor | None) -> float:
+    """Mean over (real) frames of ``‖update‖ / ‖block input‖``."""
     # float64: ratios of norms over many frames
     ratio = update.double().norm(dim=-1) / block_input.double().norm(dim=-1).clamp_min(_EPS)
     return float(ratio[mask].mean() if mask is not None else ratio.mean())
@@ -153,7 +154,7 @@ def branch_contribution(access: EspnetEncoderAccess, *args: Any, **kwargs: Any) 
     names = list(dict.fromkeys(name for per_block in result.updates for name in per_block))
     branches = {
         name: [
-            _mean_ratio(per_block[name], block_input, cap.mask) if name in per_block else math.nan
+            mean_ratio(per_block[name], block_input, cap.mask) if name in per_block else math.nan
             for per_block, block_input in zip(result.updates, cap.layer_inputs)
         ]
         for name in names

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Optional, Sequence
 _MODEL_STYLE = {"A": {"color": "tab:blue", "marker": "o"}, "B": {"color": "tab:orange", "marker": "s"}}
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported on first use: the report imports this module)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -40,7 +41,7 @@ def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -49,7 +50,7 @@ def heatmap(matrix: Sequence[Sequence[Optional[float]]], path: Path, title: str,
     """Layer x layer matrix (rows: ``ylabel`` layers, columns: ``xlabel`` layers), values annotated when small."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     data = np.array([_finite(row) for row in matrix], dtype=float)
     rows, cols = data.shape
     fig, ax = plt.subplots(figsize=(1.6 + 0.45 * max(cols, 4), 1.2 + 0.45 * max(rows, 4)))
@@ -72,7 +73,7 @@ def heatmap(matrix: Sequence[Sequence[Optional[float]]], path: Path, title: str,
 def layer_curves(path: Path, title: str, panels: Sequence[tuple[str, Mapping[str, Sequence[Optional[float]]]]],
                  ylims: Optional[Sequence[Optional[tuple[float, float]]]] = None, xlabel: str = "layer") -> Path:
     """One panel per ``(ylabel, {curve label: per-layer values})``, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 3.8), squeeze=False)
     cmap = plt.get_cmap("tab10")
     for k, (ax, (ylabel, curves)) in enumerate(zip(axes[0], panels)):
@@ -108,7 +109,7 @@ def plot_energy(energy: Mapping[str, Mapping[str, Any]], path: Path, title: str)
     """Cumulative SVD energy of every adapter's activations and gradients (thin lines) and their mean (thick)."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, kind in zip(axes, ("act", "grad")):
         curves = [np.asarray(stats[f"{kind}_energy"], dtype=float) for stats in energy.values()

@@ -39,7 +39,7 @@ from tqdm import tqdm
 from espnet_peft.analysis.ablation import MODES, layer_ablation
 from espnet_peft.analysis.adapter_energy import adapter_energy, compare_energy, untrained_adapters
 from espnet_peft.analysis.attention import head_similarity
-from espnet_peft.analysis.branch_contribution import _mean_ratio, block_branches, branch_updates
+from espnet_peft.analysis.branch_contribution import mean_ratio, block_branches, branch_updates
 from espnet_peft.analysis.cka import cka_matrix
 from espnet_peft.analysis.layer_contribution import layer_contribution
 from espnet_peft.analysis.logit_lens import logit_lens
@@ -406,7 +406,7 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
             if p.branch_updates is not None:
                 with timer("branches"):
                     for name in dict.fromkeys(n for per_block in p.branch_updates for n in per_block):
-                        values = [_mean_ratio(per_block[name], x, p.mask) if name in per_block else math.nan
+                        values = [mean_ratio(per_block[name], x, p.mask) if name in per_block else math.nan
                                   for per_block, x in zip(p.branch_updates, p.capture.layer_inputs)]
                         means.add(f"{m.label}.branch.{name}", values, sum(p.frames))
             if p.attention is not None:

@@ -27,11 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_peft.analysis.runner import ANALYSES, DEFAULT_ANALYSES, Settings
+from espnet_peft.analysis.runner import (
+    ANALYSES,
+    DEFAULT_ANALYSES,
+    Settings,
+    run_analysis,
+)
+from espnet_peft.recipe.kaldi_data import atomic_write_text
 
 
 def _model_arguments(parser: argparse.ArgumentParser, label: str) -> None:
@@ -63,17 +68,16 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _atomic_json(path: Path, value: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     # Inputs are checked before ESPnet is imported (10-15 s): a wrong path fails at once.
-    from espnet_peft.analysis.sources import AnalysisInputError, load_model, read_utterances, resolve_model
+    from espnet_peft.analysis.sources import (
+        AnalysisInputError,
+        load_model,
+        read_utterances,
+        resolve_model,
+    )
 
     analyses = ANALYSES if args.analyses.strip() == "all" else tuple(a.strip() for a in args.analyses.split(","))
     try:
@@ -85,8 +89,6 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
             sources.append(resolve_model("B", args.model_b, args.model_b_config, args.model_b_file,
                                          args.hf_model_b, args.task))
         utts = read_utterances(args.data, args.max_utts)
-        from espnet_peft.analysis.runner import run_analysis
-
         models = [load_model(label, source, args.device, eager_attention="attention" in settings.analyses)
                   for label, source in zip("AB", sources)]
         results = run_analysis(models, utts, settings, data_name=str(args.data))
@@ -98,7 +100,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     figures = write_plots(results, args.out)
     (args.out / "summary.md").write_text(render_summary(results, figures, args.out), encoding="utf-8")
-    _atomic_json(args.out / ANALYSIS_JSON, results)
+    atomic_write_text(args.out / ANALYSIS_JSON, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(f"analysis written to {args.out} ({ANALYSIS_JSON}, summary.md, {len(figures)} figures)")
 
 

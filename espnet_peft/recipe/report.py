@@ -38,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from espnet_peft.analysis.plots import pyplot
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.scoring import UtteranceCounts, read_score_dir
 
@@ -296,13 +297,6 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
 # ---------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _errorbar(ax: Any, x: Any, values: List[Mapping[str, float]], **kwargs: Any) -> str:
@@ -314,7 +308,7 @@ def _errorbar(ax: Any, x: Any, values: List[Mapping[str, float]], **kwargs: Any)
 
 def plot_learning_vs_forgetting(results: Mapping[str, Any], path: Path) -> Path:
     """One panel per domain; a point per adapted run at (forgetting, learning) with both intervals as error bars."""
-    plt = _pyplot()
+    plt = pyplot()
     domains = results["domains"]
     fig, axes = plt.subplots(1, len(domains), figsize=(5.5 * len(domains), 4.5), squeeze=False)
     methods = sorted({row["method"] for block in domains.values() for row in block["rows"]})
@@ -355,7 +349,7 @@ def plot_outer_share_sweep(results: Mapping[str, Any], path: Path) -> Optional[P
     sweeps = sweep_rows(results)
     if not sweeps:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_wer, ax_forget) = plt.subplots(1, 2, figsize=(11, 4.5))
     for domain, rows in sweeps.items():
         shares = [r["outer_share"] for r in rows]

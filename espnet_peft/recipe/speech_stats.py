@@ -46,9 +46,7 @@ def speech_feature_stats(wav_scp: Path, frontend: torch.nn.Module, max_utts: int
     if not entries:
         raise ValueError(f"{wav_scp} lists no utterances")
     frontend.eval()
-    total = None
-    total_square = None
-    count = 0
+    total, total_square, count = 0.0, 0.0, 0  # become float64 tensors at the first utterance
     for utt, path in tqdm(entries, desc=f"feature stats of {wav_scp.parent.name}", unit="utt"):
         try:
             audio, _ = soundfile.read(path, dtype="float32", always_2d=True)
@@ -57,8 +55,8 @@ def speech_feature_stats(wav_scp: Path, frontend: torch.nn.Module, max_utts: int
         speech = torch.from_numpy(audio[:, 0])[None]
         feats, lengths = frontend(speech, torch.tensor([speech.shape[1]]))
         feats = feats[0, : int(lengths[0])].double()
-        total = feats.sum(0) if total is None else total + feats.sum(0)
-        total_square = (feats**2).sum(0) if total_square is None else total_square + (feats**2).sum(0)
+        total = total + feats.sum(0)
+        total_square = total_square + (feats**2).sum(0)
         count += feats.shape[0]
     return {"count": np.array(count), "sum": total.numpy(), "sum_square": total_square.numpy()}
 

@@ -59,6 +59,7 @@ for d in ${target_domains}; do
   train_sets+=" ${d}_train"; dev_sets+=" ${d}_dev"; test_sets+=" ${d}_test"
 done
 all_sets="${train_sets} ${dev_sets} ${test_sets}"
+first_source_test=${source_test_sets%% *}   # what the report's forgetting column and the analysis use
 token_dir=data/token_list
 source_dir=exp/source
 
@@ -231,7 +232,6 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
       --utt2spk "dump/raw/${set}/utt2spk" --out "$(dirname "${text}")"
   done
   # run_info.json per experiment (and the zero-shot model per domain): what the report compares.
-  first_source_test=${source_test_sets%% *}
   device=$([ "${ngpu}" -gt 0 ] && echo "${ngpu} GPU(s)" || echo "cpu ($(nproc --all) cores); peak memory = max RSS")
   for domain in ${target_domains}; do
     decoded=${source_dir}/decode_zeroshot
@@ -267,7 +267,6 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
 fi
 
 if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
-  first_source_test=${source_test_sets%% *}
   log "Stage 13: every fine-tuned model vs the source model on ${first_source_test} (${analyses})" \
       "-> exp/analysis/<domain>/<method>/; RESULTS.md re-rendered with an Analysis section"
   mkdir -p exp/analysis/logdir
