@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test demo test test-full benchmark clean-venv
+.PHONY: setup setup-test demo test benchmark clean-venv
 
 RECIPE ?= egs2/synthetic/peft1
 RUN_ARGS ?=
@@ -12,17 +12,14 @@ setup:
 
 setup-test: setup
 
-## the embedded default recipe end to end (synthetic corpus, source model, 5 adapters + full FT, report)
+## the embedded default recipe end to end (synthetic corpus, shipped source model, 5 adapters + full FT, the
+## SSVD-O outer_share sweep, report, analysis)
 demo: setup
-	cd $(RECIPE) && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh --stage 1 --stop_stage 12 $(RUN_ARGS)
+	cd $(RECIPE) && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh --stage 1 --stop_stage 13 $(RUN_ARGS)
 
 ## the README's test command: installs what is missing, then runs the test suite (~10 min on 2 cores)
 test: setup-test
 	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
-
-## also the slow end-to-end cases (marked `full`)
-test-full: setup-test
-	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests --run-full $(PYTEST_ARGS)
 
 ## speed and memory of each adapter against the frozen floor, full fine-tuning and HF peft; writes JSON
 benchmark: setup-test

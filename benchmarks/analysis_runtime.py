@@ -131,10 +131,9 @@ def _same_shape_models(root: Path, method: str, budget: int, utts: int) -> tuple
 
 
 def _recipe_models(method: str, domain: str) -> Optional[tuple[Path, Path, Path]]:
-    names = [f"{domain}_{method}"] + ([f"{domain}_ssvd_o_os0.5"] if method == "ssvd_o" else [])
-    b = next((RECIPE / "exp" / n for n in names if (RECIPE / "exp" / n / "valid.acc.best.pth").exists()), None)
+    b = RECIPE / "exp" / f"{domain}_{method}_s0"  # the recipe's name of the method's default config, seed 0
     a, data = RECIPE / "exp" / "source", RECIPE / "dump" / "raw" / "source_test"
-    if b is None or not (a / "model.pth").exists() or not (data / "wav.scp").is_file():
+    if not (b / "valid.acc.best.pth").exists() or not (a / "model.pth").exists() or not (data / "wav.scp").is_file():
         return None
     return a, b, data
 

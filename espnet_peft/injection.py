@@ -3,7 +3,7 @@
 The ``adapter_conf`` a user writes in YAML is the injection spec::
 
     adapter_conf:
-      method: ssvd_o                  # lora | dora | pissa | ssvd | ssvd_o
+      method: ssvd_o                  # a name in the tuner registry, espnet_peft.tuners.METHODS
       target_modules: [linear_q, linear_v]   # list: exact name or name suffix; string: regex (fullmatch);
                                              # "all-linear": every nn.Linear except output heads
       exclude_modules: [decoder]      # same matching rules; wins over target_modules
@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from espnet_peft.tuners import AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
+from espnet_peft.tuners import METHODS, AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
 
 #: output heads that "all-linear" never adapts (ESPnet ASR, OWSM, OWSM-CTC names)
 OUTPUT_HEADS = ("ctc.ctc_lo", "decoder.output_layer", "encoder.conditioning_layer", "lm_head", "output_layer")
@@ -49,7 +49,7 @@ class InjectionSpec:
     def from_conf(cls, conf: Mapping[str, Any]) -> "InjectionSpec":
         conf = dict(conf)
         if "method" not in conf:
-            raise AdapterConfigError("adapter_conf needs 'method' (one of lora, dora, pissa, ssvd, ssvd_o)")
+            raise AdapterConfigError(f"adapter_conf needs 'method' (one of {', '.join(METHODS)})")
         own = {f.name for f in dataclasses.fields(cls)} - {"method_fields"}
         spec = cls(**{k: conf.pop(k) for k in list(conf) if k in own}, method_fields=conf)
         if spec.total_budget is None:  # validate early; with a total budget the plan supplies rank / k per layer

@@ -1,4 +1,4 @@
-"""Shared pytest set-up: the tests directory on sys.path, and the `full` marker for slow end-to-end cases."""
+"""Shared pytest set-up: the tests directory on sys.path, and the session fixtures every test module may use."""
 
 import sys
 from pathlib import Path
@@ -6,23 +6,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-
-
-def pytest_addoption(parser):
-    parser.addoption("--run-full", action="store_true", help="also run the slow end-to-end cases marked `full`")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "full: slow end-to-end case, run by `make test-full`")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-full"):
-        return
-    skip = pytest.mark.skip(reason="slow end-to-end case: run with `make test-full` (pytest --run-full)")
-    for item in items:
-        if "full" in item.keywords:
-            item.add_marker(skip)
 
 
 # ---- tiny ESPnet models on synthetic speech (tests/espnet_fixtures.py), built once per session ----

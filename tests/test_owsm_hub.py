@@ -24,6 +24,7 @@ from espnet_fixtures import decode, read_wav_scp
 from owsm_fixtures import FLAVOURS, make_tiny_owsm, pack_hub_repo, populate_hub_cache, task_class, train_args
 from espnet_peft.bin import fetch_source_model as fetch_cli
 from espnet_peft.recipe.finetune_config import finetune_config
+from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.key_remap import remap_state_dict
 from espnet_peft.recipe.kaldi_data import read_table
 from espnet_peft.recipe.s2t_text import s2t_tables, write_s2t_text
@@ -147,20 +148,59 @@ def test_speech2text_from_pretrained_reads_the_hub_model_as_fetched(tiny_models,
     assert decode("s2t", out / "config.yaml", out / "model.pth", [wav], **MAXLEN) == {wav.stem: from_hub}
 
 
-def test_a_hub_repository_dir_an_exp_dir_and_a_packed_archive_are_sources(tiny_models, hub_repos, tmp_path,
-                                                                          monkeypatch):
+def pack_archive(repo: Path, archive: Path, monkeypatch) -> Path:
+    """``repo`` (a hub-layout model) packed by ``espnet2.bin.pack``'s function into ``archive``."""
     from espnet2.main_funcs.pack_funcs import pack
-    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
-    model, repo = tiny_models["v3.1"], hub_repos["v3.1"]
     meta = yaml.safe_load((repo / "meta.yaml").read_text())
     config_rel, model_rel = meta["yaml_files"]["s2t_train_config"], meta["files"]["s2t_model_file"]
     with monkeypatch.context() as m:  # espnet2.bin.pack stores the paths relative to the working dir
         m.chdir(repo)
         options = [str(p.relative_to(repo)) for p in (repo / "data").rglob("*") if p.is_file()]
         options += [str(p.relative_to(repo)) for p in repo.glob("exp/s2t_stats*/**/*.npz")]
-        pack({"s2t_model_file": model_rel}, {"s2t_train_config": config_rel}, tmp_path / "model.zip", options)
+        pack({"s2t_model_file": model_rel}, {"s2t_train_config": config_rel}, archive, options)
+    return archive
 
+
+def test_a_shipped_archive_is_checked_by_sha256_and_by_the_recipes_tokens(hub_repos, tmp_path, monkeypatch):
+    archive = pack_archive(hub_repos["v3.1"], tmp_path / "shipped.zip", monkeypatch)
+    sha = file_sha256(archive)
+    out, tokens = fetch(str(archive), tmp_path / "ok", expected_sha256=sha)
+    assert json.loads((out / "source.json").read_text())["sha256"] == sha
+    written = (out / "model.pth").stat().st_mtime_ns
+    fetch(str(archive), tmp_path / "ok", expected_sha256=sha)  # the same package again: nothing to do
+    assert (out / "model.pth").stat().st_mtime_ns == written
+
+    with pytest.raises(ValueError, match=f"sha256 {sha}, expected {'0' * 64}"):
+        fetch(str(archive), tmp_path / "changed", expected_sha256="0" * 64)
+    assert not (tmp_path / "changed").exists(), "a refused package writes nothing"
+
+    # a token list made by another BPE run (stage 4 of an earlier retrain) is refused, and left as it was
+    lines = (tokens / "tokens.txt").read_text().splitlines()
+    other = tmp_path / "other" / "data" / "token_list"
+    other.mkdir(parents=True)
+    (other / "tokens.txt").write_text("\n".join(lines[:5] + ["\u2581another"] + lines[6:]) + "\n")
+    with pytest.raises(ValueError, match=r"tokens.txt \(\d+ tokens\) differs .* first at line 6"):
+        fetch(str(archive), tmp_path / "other", expected_sha256=sha)
+    assert not (tmp_path / "other" / "exp").exists()
+    assert "\u2581another" in (other / "tokens.txt").read_text()
+    # the same token list but another BPE model
+    shutil.copy(tokens / "tokens.txt", other / "tokens.txt")
+    (other / "bpe.model").write_bytes(b"not the shipped BPE model")
+    with pytest.raises(ValueError, match="bpe.model differs from the source model's BPE model"):
+        fetch(str(archive), tmp_path / "other", expected_sha256=sha)
+    # and once both match, the package is taken
+    shutil.copy(tokens / "bpe.model", other / "bpe.model")
+    fetch(str(archive), tmp_path / "other", expected_sha256=sha)
+    assert_same_state(load(tmp_path / "other" / "exp" / "source" / "model.pth"), load(out / "model.pth"))
+
+
+def test_a_hub_repository_dir_an_exp_dir_and_a_packed_archive_are_sources(tiny_models, hub_repos, tmp_path,
+                                                                          monkeypatch):
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    model, repo = tiny_models["v3.1"], hub_repos["v3.1"]
+    pack_archive(repo, tmp_path / "model.zip", monkeypatch)
     for kind, source in (("repo", repo), ("exp_dir", model.config.parent), ("archive", tmp_path / "model.zip")):
         out, tokens = fetch(str(source), tmp_path / kind)
         assert_same_state(load(out / "model.pth"), load(model.model_file))

@@ -22,6 +22,7 @@ from slurm_cluster import SlurmCluster
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "ssvd_o", "full")
 DOMAINS = ("child", "accent")
+SWEEP_LABEL = "ssvd_o outer_share=1"  # run.sh --quick sweeps ssvd_o:outer_share=1 beside the default 0.5
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -57,7 +58,7 @@ def test_every_stage_leaves_its_outputs(finished: Path) -> None:
     assert (finished / "exp" / "source" / "model.pth").exists()
     for domain in DOMAINS:
         for method in METHODS:
-            name = f"{domain}_{method}" if method != "ssvd_o" else f"{domain}_ssvd_o_os0.5"
+            name = f"{domain}_{method}_s0"
             exp = finished / "exp" / name
             assert (exp / "run_info.json").is_file()
             for test_set in (f"{domain}_test", "source_test"):
@@ -68,19 +69,22 @@ def test_every_stage_leaves_its_outputs(finished: Path) -> None:
                 assert (exp / "merged" / "model.pth").is_file()
                 assert (exp / "adapter" / "adapter_model.pth").is_file()
     assert (finished / "exp" / "report" / "learning_vs_forgetting.png").stat().st_size > 1000
+    assert (finished / "exp" / "report" / "sweep_ssvd_o_outer_share.png").stat().st_size > 1000
 
 
 def test_report_has_one_row_per_method_and_domain(finished: Path) -> None:
     results = json.loads((finished / "exp" / "report" / "results.json").read_text())
     for domain in DOMAINS:
-        methods = [row["method"] for row in results["domains"][domain]["rows"]]
-        assert sorted(methods) == sorted(["zero_shot", *METHODS])
+        labels = [row["label"] for row in results["domains"][domain]["rows"]]
+        assert sorted(labels) == sorted(["zero_shot", *METHODS, SWEEP_LABEL])
+        compared = {(c["method"], c["reference"]) for c in results["domains"][domain]["comparisons"]}
+        assert compared == {("lora", "full"), ("ssvd_o", "full"), ("ssvd_o", "lora")}
         for row in results["domains"][domain]["rows"]:
             assert row["target_wer"]["low"] <= row["target_wer"]["point"] <= row["target_wer"]["high"]
     text = (finished / "RESULTS.md").read_text()
     for domain in DOMAINS:
         assert domain in text
-    budgets = {row["method"]: row["trainable_params"] for row in results["domains"]["child"]["rows"]}
+    budgets = {row["label"]: row["trainable_params"] for row in results["domains"]["child"]["rows"]}
     assert abs(budgets["ssvd_o"] - budgets["lora"]) <= 0.05 * 8000 + abs(budgets["lora"] - 8000)
 
 
@@ -97,7 +101,7 @@ def test_sclite_and_jiwer_agree(finished: Path) -> None:
 def test_analysis_stage_writes_drift_maps_into_the_report(finished: Path) -> None:
     for domain in DOMAINS:
         for method in METHODS:
-            out = finished / "exp" / "analysis" / domain / (method if method != "ssvd_o" else "ssvd_o_os0.5")
+            out = finished / "exp" / "analysis" / domain / f"{method}_s0"
             results = json.loads((out / "analysis.json").read_text())
             layers = len(results["models"]["A"]["layers"])  # the source model's encoder blocks
             assert len(results["cka"]["drift"]) == len(results["lens"]["B"]["cer"]) == layers > 0
@@ -110,7 +114,7 @@ def test_analysis_stage_writes_drift_maps_into_the_report(finished: Path) -> Non
         assert (finished / "exp" / "report" / f"analysis_drift_{domain}.png").stat().st_size > 1000
     text = (finished / "RESULTS.md").read_text()
     assert "## Analysis" in text and "(exp/report/analysis_drift_child.png)" in text
-    assert "exp/analysis/child/lora/summary.md" in text
+    assert "exp/analysis/child/lora_s0/summary.md" in text
 
 
 def snapshot(recipe_dir: Path) -> dict:
@@ -131,8 +135,10 @@ def test_rerunning_finished_stages_changes_nothing(finished: Path) -> None:
     before = snapshot(finished)
     result = run_recipe(finished, "--stage", "1", "--stop_stage", "13")
     assert "skip exp/source: already trained" in result.stderr
-    assert "skip decoding" in result.stderr
-    assert "skip exp/analysis/child/lora: done" in result.stderr
+    # stage 8 decodes every experiment in one process: its log says what the decode fingerprints let it skip
+    assert "skip decoding exp/child_lora_s0/decode/child_test" in (finished / "exp" / "decode_logdir" /
+                                                                    "decode.1.log").read_text()
+    assert "skip exp/analysis/child/lora_s0: done" in result.stderr
     after = snapshot(finished)
     changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
     assert not changed, f"re-running changed {changed[:10]}"
@@ -144,13 +150,13 @@ def test_training_and_decoding_through_slurm_match_the_local_run(finished: Path,
     copy = tmp_path / "egs2"
     shutil.copytree(finished.parents[1], copy, symlinks=True)
     recipe_dir = copy / "synthetic" / "peft1"
-    shutil.rmtree(recipe_dir / "exp" / "child_lora")
+    shutil.rmtree(recipe_dir / "exp" / "child_lora_s0")
     env = {**slurm_cluster.env, "cmd_backend": "slurm"}
     run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", "--methods", "lora", "--target_domains", "child",
                base_env=env)
-    train_log = (recipe_dir / "exp" / "child_lora" / "train.log").read_text()
-    decode_log = (recipe_dir / "exp" / "child_lora" / "decode" / "logdir" / "decode.1.log").read_text()
+    train_log = (recipe_dir / "exp" / "child_lora_s0" / "train.log").read_text()
+    decode_log = (recipe_dir / "exp" / "decode_logdir" / "decode.1.log").read_text()
     assert "sbatch" in train_log and "sbatch" in decode_log, "the jobs did not go through sbatch"
     for test_set in ("child_test", "source_test"):
-        local = (finished / "exp" / "child_lora" / "decode" / test_set / "text").read_text()
-        assert (recipe_dir / "exp" / "child_lora" / "decode" / test_set / "text").read_text() == local
+        local = (finished / "exp" / "child_lora_s0" / "decode" / test_set / "text").read_text()
+        assert (recipe_dir / "exp" / "child_lora_s0" / "decode" / test_set / "text").read_text() == local

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -190,8 +191,9 @@ def test_paired_intervals() -> None:
 
 
 def write_run(exp: Path, domain: str, name: str, target_errors: np.ndarray, source_errors: np.ndarray,
-              ref: Dict[str, np.ndarray], outer_share: Optional[float] = None, params: int = 1000) -> None:
-    """One experiment as the shell recipe leaves it: score dirs + run_info.json."""
+              ref: Dict[str, np.ndarray], params: int = 1000, **fields: object) -> None:
+    """One experiment as the shell recipe leaves it: score dirs + run_info.json (method = ``name`` unless ``fields``
+    give it; ``fields`` also: seed, settings, label)."""
     run_dir = exp / domain / name
     for role, errors in (("target", target_errors), ("source", source_errors)):
         score_dir = run_dir / "decode" / f"test_{role}" / "score_wer"
@@ -200,11 +202,9 @@ def write_run(exp: Path, domain: str, name: str, target_errors: np.ndarray, sour
         zeros = np.zeros(n, dtype=np.int64)
         counts = scoring.UtteranceCounts(tuple(f"{role}-u{i}" for i in range(n)), ref[role], errors, zeros, zeros)
         counts.write_tsv(score_dir / "per_utt.tsv")
-    info = {"domain": domain, "method": name.split("_os")[0], "trainable_params": params,
+    info = {"domain": domain, "method": name, "trainable_params": params,
             "train_time_s": None if name == "zero_shot" else 4000.0, "peak_mem_mb": 2048.0,
-            "scores": {"target": "decode/test_target", "source": "decode/test_source"}}
-    if outer_share is not None:
-        info["outer_share"] = outer_share
+            "scores": {"target": "decode/test_target", "source": "decode/test_source"}, **fields}
     (run_dir / "run_info.json").write_text(json.dumps(info))
 
 
@@ -220,9 +220,11 @@ def exp_root(tmp_path: Path) -> Path:
         for method, learn, forget in (("full", 0.5, 0.3), ("lora", 0.4, 0.1)):
             write_run(exp, domain, method, (zero[domain][0] * (1 - learn)).astype(int),
                       zero[domain][1] + rng.binomial(1, forget, size=40), ref)
-    for share in (0.25, 0.5, 0.75):  # an SSVD-O outer_share sweep on one domain
-        write_run(exp, "child", f"ssvd_o_os{share}", (zero["child"][0] * (1 - share / 2)).astype(int),
-                  zero["child"][1] + rng.binomial(1, share / 3, size=40), ref, outer_share=share)
+    for share in (0.25, 0.5, 0.75):  # an SSVD-O outer_share sweep on one domain, as the recipe names it (0.5: default)
+        label = "ssvd_o" if share == 0.5 else f"ssvd_o outer_share={share}"
+        write_run(exp, "child", f"ssvd_o_s0_{share}", (zero["child"][0] * (1 - share / 2)).astype(int),
+                  zero["child"][1] + rng.binomial(1, share / 3, size=40), ref, method="ssvd_o", seed=0,
+                  settings={"outer_share": share}, label=label)
     return exp
 
 
@@ -232,8 +234,8 @@ def test_report_writes_tables_json_and_plots(exp_root: Path, tmp_path: Path) -> 
     results = json.loads((out / "results.json").read_text())
     assert set(results["domains"]) == {"accent", "child"}
     child_rows = results["domains"]["child"]["rows"]
-    assert [r["label"] for r in child_rows] == ["zero_shot", "full", "lora", "ssvd_o (outer_share=0.25)",
-                                                "ssvd_o (outer_share=0.5)", "ssvd_o (outer_share=0.75)"]
+    assert [r["label"] for r in child_rows] == ["zero_shot", "full", "lora", "ssvd_o", "ssvd_o outer_share=0.25",
+                                                "ssvd_o outer_share=0.75"]
     assert child_rows[0]["forgetting"] is None and child_rows[1]["learning"]["point"] == pytest.approx(50, abs=5)
     for row in child_rows[1:]:
         for key in ("target_wer", "source_wer", "forgetting", "learning"):
@@ -244,9 +246,123 @@ def test_report_writes_tables_json_and_plots(exp_root: Path, tmp_path: Path) -> 
         section = markdown.split(f"## {domain}\n")[1].split("\n## ")[0]
         table_rows = [line for line in section.splitlines() if line.startswith("|")][2:]
         assert [row.split("|")[1] for row in table_rows] == [r["label"] for r in block["rows"]]
-    for name in ("learning_vs_forgetting.png", "outer_share_sweep.png"):
+    for name in ("learning_vs_forgetting.png", "sweep_ssvd_o_outer_share.png"):
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_sweep_points_are_the_rows_that_set_the_field(exp_root: Path) -> None:
+    results = report.summarise(report.collect_results(exp_root), n_resamples=50)
+    sweeps = report.sweeps(results)
+    assert list(sweeps) == [("ssvd_o", "outer_share")] and list(sweeps["ssvd_o", "outer_share"]) == ["child"]
+    points = sweeps["ssvd_o", "outer_share"]["child"]
+    assert [(value, row["label"]) for value, row in points] == [
+        (0.25, "ssvd_o outer_share=0.25"), (0.5, "ssvd_o"), (0.75, "ssvd_o outer_share=0.75")]
+
+
+def seeded_exp(root: Path) -> Dict[str, object]:
+    """child: zero_shot, then full, lora, dora (learns clearly more than lora) and pissa (lora's twin), 3 seeds each."""
+    rng = np.random.default_rng(5)
+    ref = {"target": rng.integers(5, 20, size=200), "source": rng.integers(5, 20, size=150)}
+    zero = {"target": rng.binomial(ref["target"], 0.6), "source": rng.binomial(ref["source"], 0.1)}
+    write_run(root, "child", "zero_shot", zero["target"], zero["source"], ref, params=0)
+    rates = {"full": (0.2, 0.3), "lora": (0.4, 0.12), "dora": (0.2, 0.12), "pissa": (0.4, 0.12)}
+    errors: Dict[str, list] = {}
+    for method, (target_rate, source_rate) in rates.items():
+        errors[method] = []
+        for seed in (0, 1, 2):
+            run = {"target": rng.binomial(ref["target"], target_rate),
+                   "source": rng.binomial(ref["source"], source_rate)}
+            if method == "pissa":  # lora's errors shuffled over the utterances: the same WER, no real difference
+                run = {role: rng.permutation(e) for role, e in errors["lora"][seed].items()}
+            errors[method].append(run)
+            write_run(root, "child", f"{method}_s{seed}", run["target"], run["source"], ref, method=method, seed=seed,
+                      train_time_s=100.0 * (seed + 1))
+    return {"ref": ref, "zero": zero, "errors": errors}
+
+
+def test_rows_pool_seeds_with_mean_sd_and_intervals_over_utterances(tmp_path: Path) -> None:
+    data = seeded_exp(tmp_path / "exp")
+    block = report.summarise(report.collect_results(tmp_path / "exp"), n_resamples=300)["domains"]["child"]
+    assert [(r["label"], r["seeds"]) for r in block["rows"]] == [
+        ("zero_shot", [None]), ("full", [0, 1, 2]), ("dora", [0, 1, 2]), ("lora", [0, 1, 2]), ("pissa", [0, 1, 2])]
+    ref, zero, runs = data["ref"], data["zero"], data["errors"]["lora"]
+    lora = next(r for r in block["rows"] if r["label"] == "lora")
+    # by hand, seed by seed
+    target = [100 * r["target"].sum() / ref["target"].sum() for r in runs]
+    source = [100 * r["source"].sum() / ref["source"].sum() for r in runs]
+    forgetting = [wer - 100 * zero["source"].sum() / ref["source"].sum() for wer in source]
+    learning = [100 * (zero["target"].sum() - r["target"].sum()) / zero["target"].sum() for r in runs]
+    for key, values in (("target_wer", target), ("source_wer", source), ("forgetting", forgetting),
+                        ("learning", learning)):
+        assert lora[key]["point"] == pytest.approx(np.mean(values), abs=1e-3), key
+        assert lora["sd"][key] == pytest.approx(np.std(values, ddof=1), abs=1e-3), key
+        assert lora["per_seed"][key] == pytest.approx(values, abs=1e-3), key
+    assert lora["train_time_s"] == pytest.approx(200.0)
+    assert block["rows"][0]["sd"]["target_wer"] is None  # one run: no spread
+    # pooled: every seed's errors summed on the same resampled utterances, over every seed's reference words
+    summed = sum(r["target"] for r in runs)
+    pooled = bootstrap.wer_ci(summed, 3 * ref["target"], n_resamples=300)
+    assert (lora["target_wer"]["low"], lora["target_wer"]["high"]) == pytest.approx((pooled.low, pooled.high),
+                                                                                    abs=1e-3)
+    markdown = report.render_markdown(report.summarise(report.collect_results(tmp_path / "exp"), n_resamples=300))
+    lora_line = next(line for line in markdown.splitlines() if line.startswith("|lora|"))
+    assert f"|3|" in lora_line and f"{np.mean(target):.1f} ± {np.std(target, ddof=1):.1f} [" in lora_line
+
+
+INTERVAL = re.compile(r"([-+]\d+\.\d+) \[([-+]\d+\.\d+), ([-+]\d+\.\d+)\] points")
+
+
+def test_every_significance_statement_follows_from_its_interval(tmp_path: Path) -> None:
+    seeded_exp(tmp_path / "exp")
+    out = tmp_path / "report"
+    report.build_report(report.collect_results(tmp_path / "exp"), out, n_resamples=300)
+    comparisons = json.loads((out / "results.json").read_text())["domains"]["child"]["comparisons"]
+    pairs = [(c["method"], c["reference"], c["aspect"]) for c in comparisons]
+    assert sorted(pairs) == sorted((m, r, a) for m, r in (("lora", "full"), ("dora", "full"), ("pissa", "full"),
+                                                          ("dora", "lora"), ("pissa", "lora"))
+                                   for a in ("learning", "forgetting"))
+    for c in comparisons:
+        d = c["difference"]
+        assert c["significant"] == (d["low"] > 0 or d["high"] < 0), c
+    # the constructed cases: dora learns clearly more than lora; pissa is lora's twin; lora forgets less than full
+    by_pair = {(c["method"], c["reference"], c["aspect"]): c for c in comparisons}
+    assert by_pair["dora", "lora", "learning"]["significant"]
+    assert by_pair["dora", "lora", "learning"]["statement"].startswith(
+        "dora learns more than lora on child: target WER -")
+    assert not by_pair["pissa", "lora", "learning"]["significant"]
+    assert by_pair["pissa", "lora", "learning"]["statement"].startswith(
+        "pissa and lora are not distinguishable in learning on child")
+    assert by_pair["lora", "full", "forgetting"]["statement"].startswith("lora forgets less than full on child")
+    # and in RESULTS.md: "significant" exactly where the printed interval excludes 0
+    statements = [line for line in (out / "RESULTS.md").read_text().splitlines()
+                  if line.startswith("- ") and " points" in line]
+    assert len(statements) == len(comparisons)
+    for line in statements:
+        point, low, high = map(float, INTERVAL.search(line).groups())
+        assert low <= high
+        assert ("significant" in line) == (low > 0 or high < 0) == ("not distinguishable" not in line), line
+
+
+def test_analysis_section_finds_the_analysed_seed_of_a_row(tmp_path: Path) -> None:
+    """Stage 13 analyses one seed per row; the row finds it among its run_infos (here the second seed's)."""
+    seeded_exp(tmp_path / "exp")
+    analysed = tmp_path / "analysis" / "child" / "lora_s1"
+    analysed.mkdir(parents=True)
+    model_b = {"path": str(tmp_path / "exp" / "child" / "lora_s1")}
+    (analysed / "analysis.json").write_text(json.dumps({"models": {"B": model_b}, "cka": {"drift": [0.95, 0.9]}}))
+    written = report.build_report(report.collect_results(tmp_path / "exp"), tmp_path / "report", n_resamples=50,
+                                  analysis_root=tmp_path / "analysis")
+    section = written["results_md"].read_text().split("## Analysis")[1]
+    assert [line.split("|")[1] for line in section.splitlines() if line.startswith("|")][2:] == ["lora"]
+
+
+def test_seeded_and_unseeded_runs_of_one_label_are_refused(tmp_path: Path) -> None:
+    seeded_exp(tmp_path / "exp")
+    ref = {"target": np.full(200, 10), "source": np.full(150, 10)}
+    write_run(tmp_path / "exp", "child", "lora", ref["target"] - 5, ref["source"] - 9, ref)  # an old run, no seed
+    with pytest.raises(report.ReportError, match="several runs share a label and seed .'lora', seeds"):
+        report.summarise(report.collect_results(tmp_path / "exp"), n_resamples=50)
 
 
 def test_report_warns_when_the_source_model_fails_its_own_domain(exp_root: Path, tmp_path: Path) -> None:
@@ -261,10 +377,10 @@ def test_report_warns_when_the_source_model_fails_its_own_domain(exp_root: Path,
     assert "zero-shot WER on its own source set is 90.0%" in markdown
 
 
-def test_no_sweep_plot_without_several_outer_shares(exp_root: Path, tmp_path: Path) -> None:
-    records = [r for r in report.collect_results(exp_root) if r.outer_share is None]
+def test_no_sweep_plot_without_several_values(exp_root: Path, tmp_path: Path) -> None:
+    records = [r for r in report.collect_results(exp_root) if r.label in ("zero_shot", "full", "lora", "ssvd_o")]
     written = report.build_report(records, tmp_path / "report", n_resamples=200)
-    assert "outer_share_sweep" not in written and not (tmp_path / "report" / "outer_share_sweep.png").exists()
+    assert not [k for k in written if k.startswith("sweep_")] and not list((tmp_path / "report").glob("sweep_*"))
     assert written["learning_vs_forgetting"].read_bytes().startswith(PNG_MAGIC)
 
 

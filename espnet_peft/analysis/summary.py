@@ -148,9 +148,9 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
                    links_from: Path) -> list[str]:
     """Markdown lines of the RESULTS.md "Analysis" section; writes one combined drift figure per domain.
 
-    ``report``: the report's results (``espnet_peft.recipe.report.summarise``): each row's ``run_info`` path names
-    its experiment dir, which is matched with the analysed model B. Rows without an analysis are left out; no lines
-    at all when nothing matches.
+    ``report``: the report's results (``espnet_peft.recipe.report.summarise``): each row's ``run_infos`` paths (one
+    per seed) name its experiment dirs; the first with an analysis is matched with the analysed model B. Rows
+    without an analysis are left out; no lines at all when nothing matches.
     """
     from espnet_peft.analysis.plots import plot_drift
 
@@ -165,7 +165,8 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
              "encoder layer. Energy k90: median over adapter layers of the fewest singular directions holding 90% "
              "of the bottleneck activations' / gradients' energy."]
     for domain, block in report["domains"].items():
-        matched = [(row, analyses.get(Path(row["run_info"]).parent.resolve())) for row in block["rows"]]
+        matched = [(row, next((analyses[d] for d in (Path(p).parent.resolve() for p in row["run_infos"])
+                               if d in analyses), None)) for row in block["rows"]]
         matched = [(row, res) for row, res in matched if res is not None]
         if not matched:
             continue

@@ -1,7 +1,7 @@
 """Analyse one model, or compare two (pretrained A vs adapted B), layer by layer on the same audio.
 
-    python -m espnet_peft.bin.analyze --model_a exp/source --model_b exp/child_lora \\
-        --data dump/raw/source_test --out exp/analysis/child/lora
+    python -m espnet_peft.bin.analyze --model_a exp/source --model_b exp/child_lora_s0 \\
+        --data dump/raw/source_test --out exp/analysis/child/lora_s0
     python -m espnet_peft.bin.analyze --model_a_config conf.yaml --model_a_file model.pth --data wavs.txt --out out
     python -m espnet_peft.bin.analyze --hf_model_a whisper-dir --hf_model_b whisper-ft --data data/test --out out \\
         --analyses cka,attention

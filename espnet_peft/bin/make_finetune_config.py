@@ -1,4 +1,8 @@
-"""Write the training config of one fine-tuning run (see espnet_peft.recipe.finetune_config)."""
+"""Write the training config of one fine-tuning run (see espnet_peft.recipe.finetune_config).
+
+    python -m espnet_peft.bin.make_finetune_config --base exp/source/config.yaml --overrides conf/finetune.yaml \\
+        --method ssvd_o --peft_conf_dir conf/peft --budget 40000 --seed 1 --set outer_share=0.25 --out train.yaml
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,28 @@ from typing import Optional, Sequence
 
 import yaml
 
-from espnet_peft.recipe.finetune_config import finetune_config
+from espnet_peft.recipe.finetune_config import ALL_METHODS, finetune_config
+from espnet_peft.recipe.settings import SettingError, parse_setting
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="the source model's config.yaml")
     parser.add_argument("--overrides", type=Path, required=True, help="fine-tuning settings (optim, epochs, batch)")
-    parser.add_argument("--method", required=True, help="lora | dora | pissa | ssvd | ssvd_o | full")
+    parser.add_argument("--method", required=True, choices=ALL_METHODS)
     parser.add_argument("--peft_conf_dir", type=Path, default=Path("conf/peft"))
     parser.add_argument("--budget", type=int, help="total trainable parameters (adapters only)")
-    parser.add_argument("--outer_share", type=float)
+    parser.add_argument("--seed", type=int, help="training seed (default: the overrides' or ESPnet's)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a field of the method's adapter config (repeatable), e.g. outer_share=0.25")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(cmd)
-    config = finetune_config(args.base, args.overrides, args.method, args.peft_conf_dir, args.budget, args.outer_share)
+    try:
+        settings = dict(parse_setting(s) for s in args.settings)
+        config = finetune_config(args.base, args.overrides, args.method, args.peft_conf_dir, args.budget, settings,
+                                 args.seed)
+    except (SettingError, ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"make_finetune_config: {error}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

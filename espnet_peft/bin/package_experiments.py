@@ -4,7 +4,7 @@ For each experiment dir this writes ``<exp>/merged`` (plain ESPnet model, see ``
 ``<exp>/adapter`` (adapter-only package, see ``espnet_peft.bin.export_adapter``), skipping outputs that already
 exist. One process for all experiments because importing the ESPnet tasks costs 10-15 s per process.
 
-    python -m espnet_peft.bin.package_experiments --task s2t exp/child_lora exp/child_ssvd_o_os0.5
+    python -m espnet_peft.bin.package_experiments --task s2t exp/child_lora_s0 exp/child_ssvd_o_outer_share0.25_s0
 """
 
 from __future__ import annotations

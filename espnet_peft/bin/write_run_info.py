@@ -1,7 +1,9 @@
 """Write ``run_info.json`` for one experiment (or the zero-shot source model), the input of make_report.
 
-    python -m espnet_peft.bin.write_run_info --exp_dir exp/child_lora --domain child --method lora \\
-        --target exp/child_lora/decode/child_test --source exp/child_lora/decode/source_test
+    python -m espnet_peft.bin.write_run_info --exp_dir exp/child_ssvd_o_outer_share0.25_s0 --domain child \\
+        --method ssvd_o --seed 0 --set outer_share=0.25 --label "ssvd_o outer_share=0.25" \\
+        --target exp/child_ssvd_o_outer_share0.25_s0/decode/child_test \\
+        --source exp/child_ssvd_o_outer_share0.25_s0/decode/source_test
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 from typing import Optional, Sequence
+
+from espnet_peft.recipe.settings import SettingError, parse_setting
 
 
 def _read(path: Path) -> dict:
@@ -22,7 +26,10 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                         "resources.json); for zero_shot, where to write run_info.json")
     parser.add_argument("--domain", required=True)
     parser.add_argument("--method", required=True, help="adapter name, full, or zero_shot")
-    parser.add_argument("--outer_share", default="-", help="SSVD-O's outer_share ('-' for none)")
+    parser.add_argument("--seed", type=int, help="the training seed")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a swept adapter field and its value in this run (repeatable)")
+    parser.add_argument("--label", help="the report's row name (default: the method and the settings)")
     parser.add_argument("--target", type=Path, required=True, help="scored decode dir of the target test set")
     parser.add_argument("--source", type=Path, required=True, help="scored decode dir of the source test set")
     parser.add_argument("--device", default=None)
@@ -37,8 +44,16 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         "trainable_params": counts.get("trainable", 0) if args.method != "zero_shot" else 0,
         "scores": {"target": str(args.target.resolve()), "source": str(args.source.resolve())},
     }
-    if args.outer_share not in ("-", ""):
-        info["outer_share"] = float(args.outer_share)
+    try:
+        settings = dict(parse_setting(s) for s in args.settings)
+    except SettingError as error:
+        raise SystemExit(f"write_run_info: {error}") from None
+    if args.seed is not None:
+        info["seed"] = args.seed
+    if settings:
+        info["settings"] = settings
+    if args.label:
+        info["label"] = args.label
     if resources:
         info["train_time_s"] = resources["wall_time_s"]
         info["peak_mem_mb"] = resources["peak_rss_mb"]

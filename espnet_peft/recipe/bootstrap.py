@@ -5,6 +5,9 @@ the sum of their reference words (a corpus-level WER, not a mean of per-utteranc
 same utterances for both systems, so what the two share (hard utterances) cancels out of the difference. Intervals are
 percentile intervals over ``n_resamples`` resamples with a fixed seed, so a report is reproducible. All WERs are in
 percent.
+
+Several seeds of one system are pooled by ``pooled_errors``: resampling utterances and summing every seed's errors on
+them is resampling the per-utterance mean over seeds, so each function below takes that mean as one system's errors.
 """
 
 from __future__ import annotations
@@ -50,6 +53,17 @@ def resampled_sums(columns: Sequence[np.ndarray], n_resamples: int = N_RESAMPLES
     if stacked.shape[0] == 0:
         raise ValueError("bootstrap needs at least one utterance")
     return np.concatenate([stacked[idx].sum(axis=1) for idx in _resample_chunks(len(stacked), n_resamples, seed)])
+
+
+def pooled_errors(per_seed: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-utterance errors of several runs (seeds) of one system on the same utterances, as one system: their mean.
+
+    A resample's WER from it equals the summed errors of all runs over the summed reference words of all runs, on
+    the same resampled utterances for every run.
+    """
+    if not per_seed:
+        raise ValueError("no runs to pool")
+    return np.mean(np.stack([np.asarray(e, dtype=np.float64) for e in per_seed]), axis=0)
 
 
 def _interval(point: float, samples: np.ndarray, confidence: float) -> Interval:

@@ -5,8 +5,10 @@ Input: one ``run_info.json`` per experiment anywhere under ``exp_root`` (the she
     {
       "domain": "child",                  # required: the shifted domain this run adapts to
       "method": "ssvd_o",                 # required: "zero_shot" marks the untouched base model (one per domain)
-      "outer_share": 0.5,                 # optional: SSVD-O's outer_share; several values make a sweep plot
-      "label": "ssvd_o r=8",              # optional: row name (default: method, plus outer_share if set)
+      "seed": 0,                          # optional: the training seed; runs that differ only in it share a row
+      "settings": {"outer_share": 0.25},  # optional: the swept adapter fields (espnet_peft.recipe.sweep); a field
+                                          #   with two or more values over a method's rows gets a sweep plot
+      "label": "ssvd_o outer_share=0.25", # optional: row name (default: method, plus the settings)
       "trainable_params": 1234567,        # required: 0 for zero_shot
       "train_time_s": 5400.0,             # optional: wall-clock training time
       "peak_mem_mb": 20480.0,             # optional: peak accelerator memory during training
@@ -17,10 +19,12 @@ Input: one ``run_info.json`` per experiment anywhere under ``exp_root`` (the she
       }
     }
 
-Per domain, every run is compared with that domain's zero_shot run on the same utterances:
-target / source WER with bootstrap intervals, forgetting = WER_source(run) - WER_source(zero_shot) (absolute points,
-paired interval), learning = relative WER reduction on the target, (WER_target(zero_shot) - WER_target(run)) /
-WER_target(zero_shot) (percent, paired interval). ``results.json`` holds exactly what the tables show (schema in
+A row is a (domain, label) over its seeds. Per domain, every row is compared with that domain's zero_shot run on
+the same utterances: target / source WER, forgetting = WER_source(run) - WER_source(zero_shot) (absolute points),
+learning = relative WER reduction on the target, (WER_target(zero_shot) - WER_target(run)) / WER_target(zero_shot)
+(percent). Each is given as mean ± sd over seeds and with a paired bootstrap interval over utterances, pooled over
+seeds (``bootstrap.pooled_errors``; its point is the mean over seeds). ``comparisons`` says which differences to full
+fine-tuning and to LoRA are significant. ``results.json`` holds exactly what the tables show (schema in
 ``summarise``).
 """
 
@@ -36,11 +40,15 @@ import subprocess
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from espnet_peft.analysis.plots import pyplot
 from espnet_peft.recipe import bootstrap
+from espnet_peft.recipe.comparisons import compare
 from espnet_peft.recipe.scoring import UtteranceCounts, read_score_dir
+from espnet_peft.recipe.settings import describe, format_value
 
 RUN_INFO = "run_info.json"
 ZERO_SHOT = "zero_shot"
@@ -50,8 +58,10 @@ UNTRAINED_SOURCE_WER = 80.0
 FULL = "full"
 ROLES = ("target", "source")
 REQUIRED = ("domain", "method", "trainable_params", "scores")
-OPTIONAL = ("outer_share", "label", "train_time_s", "peak_mem_mb", "device")
-NUMERIC = {"trainable_params": int, "outer_share": float, "train_time_s": float, "peak_mem_mb": float}
+OPTIONAL = ("seed", "settings", "label", "train_time_s", "peak_mem_mb", "device")
+NUMERIC = {"trainable_params": int, "seed": int, "train_time_s": float, "peak_mem_mb": float}
+#: a row's statistics: WERs (%), forgetting (absolute points) and learning (relative %)
+STATS = ("target_wer", "source_wer", "forgetting", "learning")
 
 
 class ReportError(ValueError):
@@ -60,14 +70,15 @@ class ReportError(ValueError):
 
 @dataclasses.dataclass
 class RunRecord:
-    """One experiment: a (domain, method) run and its per-utterance WER counts on the target and source sets."""
+    """One experiment: a (domain, method, settings, seed) run and its per-utterance WER counts on both sets."""
 
     domain: str
     method: str
     trainable_params: int
     scores: Dict[str, UtteranceCounts]  # role ("target" / "source") -> counts
     score_dirs: Dict[str, str] = dataclasses.field(default_factory=dict)
-    outer_share: Optional[float] = None
+    seed: Optional[int] = None
+    settings: Dict[str, Any] = dataclasses.field(default_factory=dict)
     label: Optional[str] = None
     train_time_s: Optional[float] = None
     peak_mem_mb: Optional[float] = None
@@ -76,8 +87,7 @@ class RunRecord:
 
     def __post_init__(self) -> None:
         if self.label is None:
-            share = "" if self.outer_share is None else f" (outer_share={self.outer_share:g})"
-            self.label = self.method + share
+            self.label = describe(self.method, self.settings)
         missing = [r for r in ROLES if r not in self.scores]
         if missing:
             raise ReportError(f"{self.source_file}: 'scores' lacks {missing}; give a decode set dir per role {ROLES}")
@@ -101,6 +111,9 @@ def load_run_info(path: Path) -> RunRecord:
         raise ReportError(f"{path}: missing keys {missing}, unknown keys {unknown}; see espnet_peft/recipe/report.py")
     if not isinstance(info["scores"], dict):
         raise ReportError(f"{path}: 'scores' must map each role {ROLES} to a decode set dir")
+    settings = info.get("settings") or {}
+    if not isinstance(settings, dict) or not all(isinstance(v, (bool, int, float, str)) for v in settings.values()):
+        raise ReportError(f"{path}: 'settings' must map adapter fields to numbers, booleans or words")
     dirs = {role: str(path.parent / d) for role, d in info["scores"].items()}  # absolute d stays absolute
     scores = {role: read_score_dir(Path(d)) for role, d in dirs.items()}
     fields = {k: info[k] for k in (*REQUIRED, *OPTIONAL) if k != "scores" and info.get(k) is not None}
@@ -124,14 +137,82 @@ def collect_results(exp_root: Path) -> List[RunRecord]:
 # ---------------------------------------------------------------- statistics
 
 
+def _value_order(value: Any) -> tuple:
+    """Numbers by size, then words."""
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
 def _row_order(record: RunRecord) -> tuple:
+    """zero_shot, full, then the methods by name; a method's default row before its sweep points, by value."""
     rank = {ZERO_SHOT: 0, FULL: 1}.get(record.method, 2)
-    return rank, record.method, record.outer_share if record.outer_share is not None else -1.0, record.label
+    settings = tuple((k, _value_order(v)) for k, v in sorted(record.settings.items()))
+    return rank, record.method, record.label != record.method, settings, record.label
 
 
 def _set_info(counts: UtteranceCounts, score_dir: Optional[str]) -> Dict[str, Any]:
     return {"name": Path(score_dir).name if score_dir else None, "dir": score_dir, "n_utts": len(counts.utt_ids),
             "ref_words": int(counts.ref.sum())}
+
+
+def _group(domain: str, runs: List[RunRecord]) -> List[List[RunRecord]]:
+    """The runs of one domain grouped into rows (same label, one run per seed), each by seed, rows in table order."""
+    groups: Dict[str, List[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    for label, group in groups.items():
+        files = sorted(r.source_file for r in group)
+        if len({r.method for r in group}) > 1:
+            raise ReportError(f"domain {domain!r}: runs of several methods share the label {label!r}: {files}; "
+                              "set 'label' in run_info.json")
+        seeds = Counter(r.seed for r in group)
+        if any(n > 1 for n in seeds.values()) or (None in seeds and len(group) > 1):
+            raise ReportError(f"domain {domain!r}: several runs share a label and seed ({label!r}, seeds "
+                              f"{[r.seed for r in group]}): {files}; give each run its own 'seed', or its own "
+                              "'label' in run_info.json (an old run left under exp/?)")
+        group.sort(key=lambda r: -1 if r.seed is None else r.seed)
+    return sorted(groups.values(), key=lambda g: _row_order(g[0]))
+
+
+def _spread(values: Sequence[float]) -> Optional[float]:
+    """Sample standard deviation over seeds (None with one seed)."""
+    return round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else None
+
+
+def _row(group: List[RunRecord], base: RunRecord, stats: Mapping[str, Any]
+         ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    """One table row over the group's seeds, and its per-utterance errors pooled over the seeds (per role)."""
+    first = group[0]
+    times = [r.train_time_s for r in group if r.train_time_s is not None]
+    memory = [r.peak_mem_mb for r in group if r.peak_mem_mb is not None]
+    row: Dict[str, Any] = {
+        "method": first.method, "label": first.label, "settings": first.settings, "seeds": [r.seed for r in group],
+        "trainable_params": first.trainable_params, "train_time_s": float(np.mean(times)) if times else None,
+        "peak_mem_mb": max(memory) if memory else None, "device": first.device, "run_info": first.source_file,
+        "run_infos": [r.source_file for r in group]}
+    counts = [{role: run.scores[role].aligned_to(base.scores[role].utt_ids,
+                                                 f"{run.source_file} vs {base.source_file} ({role})")
+               for role in ROLES} for run in group]
+    pooled = {role: bootstrap.pooled_errors([c[role].errors for c in counts]) for role in ROLES}
+    ref = {role: base.scores[role].ref for role in ROLES}
+    for role in ROLES:
+        row[f"{role}_wer"] = bootstrap.wer_ci(pooled[role], ref[role], **stats).as_dict()
+    per_seed = {f"{role}_wer": [100.0 * float(np.sum(c[role].errors)) / float(np.sum(ref[role])) for c in counts]
+                for role in ROLES}
+    if first is base:
+        row["forgetting"] = row["learning"] = None
+    else:
+        row["forgetting"] = bootstrap.paired_difference_ci(pooled["source"], base.scores["source"].errors,
+                                                           ref["source"], **stats).as_dict()
+        row["learning"] = bootstrap.relative_reduction_ci(pooled["target"], base.scores["target"].errors,
+                                                          ref["target"], **stats).as_dict()  # raises on 0 errors
+        base_source = 100.0 * float(np.sum(base.scores["source"].errors)) / float(np.sum(ref["source"]))
+        base_target = float(np.sum(base.scores["target"].errors))
+        per_seed["forgetting"] = [wer - base_source for wer in per_seed["source_wer"]]
+        per_seed["learning"] = [100.0 * (base_target - float(np.sum(c["target"].errors))) / base_target
+                                for c in counts]
+    row["per_seed"] = {k: [round(v, 4) for v in values] for k, values in per_seed.items()}
+    row["sd"] = {k: _spread(per_seed[k]) if k in per_seed else None for k in STATS}
+    return row, pooled
 
 
 def summarise(records: List[RunRecord], n_resamples: int = bootstrap.N_RESAMPLES, seed: int = bootstrap.SEED,
@@ -140,46 +221,39 @@ def summarise(records: List[RunRecord], n_resamples: int = bootstrap.N_RESAMPLES
 
         {"environment": {...}, "bootstrap": {"n_resamples", "seed", "confidence"},
          "domains": {domain: {"sets": {role: {"name", "dir", "n_utts", "ref_words"}},
-                              "rows": [{"method", "label", "outer_share", "trainable_params", "train_time_s",
-                                        "peak_mem_mb", "device", "run_info",
-                                        "target_wer", "source_wer", "forgetting", "learning"}]}}}
+                              "rows": [{"method", "label", "settings", "seeds", "trainable_params", "train_time_s",
+                                        "peak_mem_mb", "device", "run_info", "run_infos",
+                                        "target_wer", "source_wer", "forgetting", "learning", "sd", "per_seed"}],
+                              "comparisons": [{"method", "reference", "aspect", "set", "difference",
+                                               "significant", "statement"}]}}}
 
-    WERs, forgetting (absolute points) and learning (relative %) are {"point", "low", "high"};
-    forgetting and learning are null on the zero_shot row, which they are measured against.
+    A row is one label over its seeds (``seeds``, ``run_infos`` in seed order; ``run_info`` the first). Its WERs,
+    forgetting (absolute points) and learning (relative %) are {"point", "low", "high"}: the mean over seeds and the
+    bootstrap interval pooled over seeds; ``sd`` holds their standard deviations over seeds (null with one seed) and
+    ``per_seed`` the values of each seed. Forgetting and learning are null on the zero_shot row, which they are
+    measured against. ``train_time_s`` is the mean over seeds, ``peak_mem_mb`` the largest. ``comparisons``: see
+    ``espnet_peft.recipe.comparisons`` (the rows whose label is their method's name, against full and LoRA).
     """
     stats = dict(n_resamples=n_resamples, seed=seed, confidence=confidence)
     domains: Dict[str, Any] = {}
     for domain in sorted({r.domain for r in records}):
-        runs = sorted((r for r in records if r.domain == domain), key=_row_order)
-        zero = [r for r in runs if r.method == ZERO_SHOT]
+        groups = _group(domain, [r for r in records if r.domain == domain])
+        zero = [r for g in groups for r in g if r.method == ZERO_SHOT]
         if len(zero) != 1:
             raise ReportError(f"domain {domain!r} has {len(zero)} {ZERO_SHOT} runs ({[r.source_file for r in zero]}); "
                               f"it needs exactly one: decode the base model and write run_info.json with "
                               f"method={ZERO_SHOT!r}")
-        labels = Counter(r.label for r in runs)
-        clash = sorted((r.label, r.source_file) for r in runs if labels[r.label] > 1)
-        if clash:
-            raise ReportError(f"domain {domain!r}: several runs share a label: {clash}; set 'label' in run_info.json")
         base = zero[0]
-        rows = []
-        for run in runs:
-            row: Dict[str, Any] = {"method": run.method, "label": run.label, "outer_share": run.outer_share,
-                                   "trainable_params": run.trainable_params, "train_time_s": run.train_time_s,
-                                   "peak_mem_mb": run.peak_mem_mb, "device": run.device, "run_info": run.source_file}
-            counts = {role: run.scores[role].aligned_to(base.scores[role].utt_ids,
-                                                        f"{run.source_file} vs {base.source_file} ({role})")
-                      for role in ROLES}
-            for role in ROLES:
-                row[f"{role}_wer"] = bootstrap.wer_ci(counts[role].errors, counts[role].ref, **stats).as_dict()
-            is_base = run is base
-            src, tgt = base.scores["source"], base.scores["target"]
-            row["forgetting"] = None if is_base else bootstrap.paired_difference_ci(
-                counts["source"].errors, src.errors, src.ref, **stats).as_dict()
-            row["learning"] = None if is_base else bootstrap.relative_reduction_ci(
-                counts["target"].errors, tgt.errors, tgt.ref, **stats).as_dict()
+        rows, methods = [], {}
+        for group in groups:
+            row, pooled = _row(group, base, stats)
             rows.append(row)
+            if row["method"] not in (ZERO_SHOT, *methods) and row["label"] == row["method"]:
+                methods[row["method"]] = pooled
+        ref = {role: base.scores[role].ref for role in ROLES}
         domains[domain] = {"sets": {role: _set_info(base.scores[role], base.score_dirs.get(role)) for role in ROLES},
-                           "rows": rows}
+                           "rows": rows,
+                           "comparisons": [c.as_dict() for c in compare(domain, methods, ref, **stats)]}
     devices = sorted({r.device for r in records if r.device})
     return {"environment": environment(devices), "bootstrap": stats, "domains": domains}
 
@@ -246,8 +320,16 @@ def _memory(mb: Optional[float]) -> str:
     return "-" if mb is None else f"{mb / 1024:.1f} GiB"
 
 
-def _fmt_interval(value: Optional[Mapping[str, float]], digits: int, signed: bool = False) -> str:
-    return "-" if value is None else bootstrap.Interval(**value).format(digits, signed)
+def _fmt_stat(row: Mapping[str, Any], key: str, digits: int, signed: bool = False) -> str:
+    """``mean ± sd [low, high]`` over seeds (``point [low, high]`` with one seed); ``-`` where undefined."""
+    if row[key] is None:
+        return "-"
+    interval = bootstrap.Interval(**row[key])
+    sd = row["sd"][key]
+    if sd is None:
+        return interval.format(digits, signed)
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return f"{interval.point:{spec}} ± {sd:.{digits}f} [{interval.low:{spec}}, {interval.high:{spec}}]"
 
 
 def untrained_source_warning(rows: List[Mapping[str, Any]]) -> List[str]:
@@ -261,6 +343,16 @@ def untrained_source_warning(rows: List[Mapping[str, Any]]) -> List[str]:
             "a real pretrained model (`--source_model`).", ""]
 
 
+def comparison_lines(block: Mapping[str, Any], confidence: float) -> List[str]:
+    """The domain's significance statements as a markdown list (none without a reference row)."""
+    if not block["comparisons"]:
+        return []
+    return ["", f"Differences to full fine-tuning and to LoRA (WER of the method minus the reference's, absolute "
+                f"points, {confidence:.0%} paired bootstrap interval over utterances pooled over seeds; significant "
+                "when it excludes 0):", "",
+            *(f"- {c['statement']}" for c in block["comparisons"])]
+
+
 def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet_peft.bin.make_report") -> str:
     env, stats = results["environment"], results["bootstrap"]
     lines = [f"<!-- Generated by {command} -->", "# RESULTS", "## Environments",
@@ -270,12 +362,14 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
              f"- host: `{env['host']}`, CPU: `{env['cpu']}`, GPU: `{env['gpu']}`"]
     if env["training_devices"]:
         lines.append(f"- trained on: `{', '.join(env['training_devices'])}`")
-    lines += ["", f"WER in %, text normalised by `espnet_peft.recipe.text_norm`, scored with sclite. Brackets: "
+    lines += ["", f"WER in %, text normalised by `espnet_peft.recipe.text_norm`, scored with sclite. Cells: mean ± sd "
+              "over the row's seeds (the sd only with several), then in brackets the "
               f"{stats['confidence']:.0%} utterance-level bootstrap interval ({stats['n_resamples']} resamples, "
-              f"seed {stats['seed']}). Forgetting = WER on the source set minus the zero-shot model's (absolute "
-              "points, lower is better); learning = relative WER reduction on the target set over the zero-shot "
-              "model (%, higher is better); both intervals are paired on the same utterances."]
-    header = ("method", "trainable params", "target WER [95% CI]", "source WER [95% CI]",
+              f"seed {stats['seed']}), pooled over seeds: the same resampled utterances for every seed. Forgetting = "
+              "WER on the source set minus the zero-shot model's (absolute points, lower is better); learning = "
+              "relative WER reduction on the target set over the zero-shot model (%, higher is better); both "
+              "intervals are paired on the same utterances."]
+    header = ("method", "seeds", "trainable params", "target WER [95% CI]", "source WER [95% CI]",
               "forgetting ΔWER src [95% CI]", "learning rel. WERR tgt [95% CI]", "train time", "peak memory")
     for domain, block in results["domains"].items():
         sets = block["sets"]
@@ -286,28 +380,40 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
         lines += untrained_source_warning(block["rows"])
         lines += ["|" + "|".join(header) + "|", "|---|" + "---:|" * (len(header) - 1)]
         for row in block["rows"]:
-            cells = (row["label"], _params(row["trainable_params"]), _fmt_interval(row["target_wer"], 1),
-                     _fmt_interval(row["source_wer"], 1), _fmt_interval(row["forgetting"], 2, signed=True),
-                     _fmt_interval(row["learning"], 1, signed=True), _duration(row["train_time_s"]),
-                     _memory(row["peak_mem_mb"]))
+            cells = (row["label"], str(len(row["seeds"])), _params(row["trainable_params"]),
+                     _fmt_stat(row, "target_wer", 1), _fmt_stat(row, "source_wer", 1),
+                     _fmt_stat(row, "forgetting", 2, signed=True), _fmt_stat(row, "learning", 1, signed=True),
+                     _duration(row["train_time_s"]), _memory(row["peak_mem_mb"]))
             lines.append("|" + "|".join(cells) + "|")
+        lines += comparison_lines(block, stats["confidence"])
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- plots
 
 
+def _errorbars(ax: Any, rows: Sequence[Mapping[str, Any]], **kwargs: Any) -> None:
+    """Rows at (forgetting, learning), with both intervals as asymmetric error bars."""
+    x = [r["forgetting"] for r in rows]
+    y = [r["learning"] for r in rows]
+
+    def bars(values: List[Mapping[str, float]]) -> List[List[float]]:
+        return [[v["point"] - v["low"] for v in values], [v["high"] - v["point"] for v in values]]
+
+    ax.errorbar([v["point"] for v in x], [v["point"] for v in y], xerr=bars(x), yerr=bars(y), capsize=3, **kwargs)
 
 
-def _errorbar(ax: Any, x: Any, values: List[Mapping[str, float]], **kwargs: Any) -> str:
-    """Points with asymmetric interval bars along y; returns the colour used."""
-    points = [v["point"] for v in values]
-    bars = [[p - v["low"] for p, v in zip(points, values)], [v["high"] - p for p, v in zip(points, values)]]
-    return ax.errorbar(x, points, yerr=bars, capsize=3, **kwargs)[0].get_color()
+def _learning_forgetting_axes(ax: Any, title: str) -> None:
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_title(f"{title} (better: up and left)")
+    ax.set_xlabel("forgetting: ΔWER on source vs zero-shot (abs. points)")
+    ax.set_ylabel("learning: relative WER reduction on target (%)")
+    ax.grid(alpha=0.3)
 
 
 def plot_learning_vs_forgetting(results: Mapping[str, Any], path: Path) -> Path:
-    """One panel per domain; a point per adapted run at (forgetting, learning) with both intervals as error bars."""
+    """One panel per domain; a point per adapted row at (forgetting, learning) with both intervals as error bars."""
     plt = pyplot()
     domains = results["domains"]
     fig, axes = plt.subplots(1, len(domains), figsize=(5.5 * len(domains), 4.5), squeeze=False)
@@ -317,55 +423,49 @@ def plot_learning_vs_forgetting(results: Mapping[str, Any], path: Path) -> Path:
         for row in block["rows"]:
             if row["forgetting"] is None:
                 continue
-            x, y = row["forgetting"], row["learning"]
-            _errorbar(ax, [x["point"]], [y], xerr=[[x["point"] - x["low"]], [x["high"] - x["point"]]], fmt="o",
-                      color=colours[row["method"]])
-            ax.annotate(row["label"], (x["point"], y["point"]), textcoords="offset points", xytext=(5, 5),
-                        fontsize=8)
-        ax.axhline(0, color="grey", lw=0.8, ls="--")
-        ax.axvline(0, color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{domain} (better: up and left)")
-        ax.set_xlabel("forgetting: ΔWER on source vs zero-shot (abs. points)")
-        ax.set_ylabel("learning: relative WER reduction on target (%)")
-        ax.grid(alpha=0.3)
+            _errorbars(ax, [row], fmt="o", color=colours[row["method"]])
+            ax.annotate(row["label"], (row["forgetting"]["point"], row["learning"]["point"]),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+        _learning_forgetting_axes(ax, domain)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
 
 
-def sweep_rows(results: Mapping[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
-    """{domain: rows with an outer_share, sorted by it} for the domains that have two or more values."""
-    sweeps = {}
+def sweeps(results: Mapping[str, Any]) -> Dict[Tuple[str, str], Dict[str, List[Tuple[Any, Mapping[str, Any]]]]]:
+    """{(method, field): {domain: [(value, row)] by value}} for every swept field with two or more values.
+
+    A row is on the sweep of a field when its settings give that field: the sweep points, and the method's default
+    row, whose settings list the default value of every swept field.
+    """
+    found: Dict[Tuple[str, str], Dict[str, List[Tuple[Any, Mapping[str, Any]]]]] = {}
     for domain, block in results["domains"].items():
-        rows = sorted((r for r in block["rows"] if r["outer_share"] is not None), key=lambda r: r["outer_share"])
-        if len({r["outer_share"] for r in rows}) >= 2:
-            sweeps[domain] = rows
-    return sweeps
+        for row in block["rows"]:
+            if row["forgetting"] is None:
+                continue
+            for field, value in row["settings"].items():
+                found.setdefault((row["method"], field), {}).setdefault(domain, []).append((value, row))
+    return {key: {d: sorted(points, key=lambda p: _value_order(p[0])) for d, points in per_domain.items()}
+            for key, per_domain in found.items()
+            if any(len({format_value(v) for v, _ in points}) >= 2 for points in per_domain.values())}
 
 
-def plot_outer_share_sweep(results: Mapping[str, Any], path: Path) -> Optional[Path]:
-    """Target WER and source forgetting against SSVD-O's outer_share; None (no file) when there is no sweep."""
-    sweeps = sweep_rows(results)
-    if not sweeps:
-        return None
+def plot_sweep(method: str, field: str, points: Mapping[str, List[Tuple[Any, Mapping[str, Any]]]],
+               path: Path) -> Path:
+    """Learning against forgetting along one swept field: a line per domain, points labelled with their values."""
     plt = pyplot()
-    fig, (ax_wer, ax_forget) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for domain, rows in sweeps.items():
-        shares = [r["outer_share"] for r in rows]
-        colour = _errorbar(ax_wer, shares, [r["target_wer"] for r in rows], marker="o", label=domain)
-        _errorbar(ax_forget, shares, [r["forgetting"] for r in rows], marker="o", label=domain, color=colour)
-        zero = next(r for r in results["domains"][domain]["rows"] if r["method"] == ZERO_SHOT)
-        ax_wer.axhline(zero["target_wer"]["point"], ls=":", lw=1, color=colour, label=f"{domain} zero-shot")
-    ax_wer.set_title("target WER vs outer_share")
-    ax_forget.set_title("source forgetting vs outer_share")
-    ax_wer.set_ylabel("target WER (%)")
-    ax_forget.set_ylabel("forgetting: ΔWER on source vs zero-shot (abs. points)")
-    ax_forget.axhline(0, color="grey", lw=0.8, ls="--")
-    for ax in (ax_wer, ax_forget):
-        ax.set_xlabel("SSVD-O outer_share")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    for i, (domain, domain_points) in enumerate(points.items()):
+        colour = plt.get_cmap("tab10")(i % 10)
+        rows = [row for _, row in domain_points]
+        _errorbars(ax, rows, fmt="-o", color=colour, label=domain, alpha=0.8)
+        for value, row in domain_points:
+            seeds = f" ({len(row['seeds'])} seeds)" if len(row["seeds"]) > 1 else ""
+            ax.annotate(format_value(value) + seeds, (row["forgetting"]["point"], row["learning"]["point"]),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8, color=colour)
+    _learning_forgetting_axes(ax, f"{method}, points labelled by {field}")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -378,7 +478,7 @@ def plot_outer_share_sweep(results: Mapping[str, Any], path: Path) -> Optional[P
 def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = bootstrap.N_RESAMPLES,
                  seed: int = bootstrap.SEED, figures_only: bool = False, analysis_root: Optional[Path] = None,
                  links_from: Optional[Path] = None) -> Dict[str, Path]:
-    """Write RESULTS.md, results.json, learning_vs_forgetting.png and (with a sweep) outer_share_sweep.png.
+    """Write RESULTS.md, results.json, learning_vs_forgetting.png and a sweep_<method>_<field>.png per sweep.
 
     ``figures_only`` writes just the plots (the recipe's figure stage; the report stage writes everything).
     ``analysis_root``: where ``python -m espnet_peft.bin.analyze`` wrote its runs (the recipe's stage 13); when it
@@ -389,9 +489,9 @@ def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = boo
     out_dir.mkdir(parents=True, exist_ok=True)
     results = summarise(records, n_resamples=n_resamples, seed=seed)
     written = {"learning_vs_forgetting": plot_learning_vs_forgetting(results, out_dir / "learning_vs_forgetting.png")}
-    sweep = plot_outer_share_sweep(results, out_dir / "outer_share_sweep.png")
-    if sweep is not None:
-        written["outer_share_sweep"] = sweep
+    for (method, field), points in sweeps(results).items():
+        name = f"sweep_{method}_{field}"
+        written[name] = plot_sweep(method, field, points, out_dir / f"{name}.png")
     analysis: List[str] = []
     if analysis_root is not None and Path(analysis_root).is_dir():
         from espnet_peft.analysis.summary import report_section  # matplotlib only, no torch

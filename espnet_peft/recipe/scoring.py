@@ -99,6 +99,19 @@ class UtteranceCounts:
         """Errors / reference tokens, in percent (sclite's Err column)."""
         return 100.0 * float(self.errors.sum()) / float(self.ref.sum())
 
+    @property
+    def hyp_lengths(self) -> np.ndarray:
+        """Hypothesis tokens per utterance (correct + substituted + inserted)."""
+        return self.ref - self.dele + self.ins
+
+    def length_checks(self) -> Dict[str, float]:
+        """What shows a looping decoder: insertions per reference token (%), the longest hypothesis relative to its
+        reference, and how many hypotheses are at least twice as long as their reference."""
+        ratio = self.hyp_lengths / np.maximum(self.ref, 1)
+        return {"insertion_rate": round(100.0 * float(self.ins.sum()) / float(self.ref.sum()), 4),
+                "max_hyp_ref_ratio": round(float(ratio.max()), 4) if len(ratio) else 0.0,
+                "hyp_at_least_twice_ref": int((ratio >= 2.0).sum())}
+
     def totals(self) -> Dict[str, int]:
         ref, sub, dele, ins = (int(a.sum()) for a in (self.ref, self.sub, self.dele, self.ins))
         return {"utts": len(self.utt_ids), "ref": ref, "corr": ref - sub - dele, "sub": sub, "del": dele,
@@ -145,7 +158,7 @@ class ScoreResult:
 
     def summary(self) -> Dict[str, object]:
         return {"unit": self.unit, **self.counts.totals(), "error_rate": round(self.counts.error_rate, 4),
-                "missing_hyp": self.missing_hyp, "extra_hyp": self.extra_hyp}
+                **self.counts.length_checks(), "missing_hyp": self.missing_hyp, "extra_hyp": self.extra_hyp}
 
 
 # ---------------------------------------------------------------- sclite

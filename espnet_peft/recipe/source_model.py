@@ -22,7 +22,10 @@ stages reuse the model's own tokens. On the way:
 * config options that the installed ESPnet does not know are dropped (its config parser rejects them at training);
 * for OWSM encoder-decoder models ``preprocessor_conf.time_apply_prob`` becomes 1.0: the recipe's ``text`` already
   holds ``<notimestamps>``, and the S2T preprocessor inserts another one with probability ``1 - time_apply_prob``;
-* ``<out>/source.json`` records the source, the files used and every change.
+* ``<out>/source.json`` records the source, the files used and every change, and the archive's sha256;
+* ``expected_sha256`` (the recipe's shipped model) refuses an archive whose bytes differ;
+* a token list or BPE model already in ``token_dir`` (from an earlier stage 4) must equal the model's: text
+  tokenised with other pieces would train and score against the wrong ids, so a difference is refused.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import yaml
 
+from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.key_remap import remap_state_dict
 from espnet_peft.recipe.owsm_tokens import NOTIME, check_s2t_tokens
 
@@ -211,11 +215,56 @@ def _for_this_espnet(config: Dict[str, Any], task: str) -> Tuple[Dict[str, Any],
     return config, dropped, changed
 
 
+def check_sha256(source: str, expected: str) -> str:
+    """The sha256 of the file ``source``; an error naming both digests unless it is ``expected``."""
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{source}: a sha256 was given, so the source must be a file (a packed model)")
+    actual = file_sha256(path)
+    if actual != expected.strip().lower():
+        raise ValueError(f"{source} has sha256 {actual}, expected {expected.strip()}: it is not the model the recipe "
+                         "ships (changed, truncated or a Git LFS pointer). Restore it (git checkout -- "
+                         f"{source}) or retrain it (--retrain_source true)")
+    return actual
+
+
+def check_token_dir(token_dir: Path, tokens: Sequence[str], bpemodel: Optional[Path]) -> None:
+    """Refuse a ``token_dir`` whose existing token list or BPE model differs from the model's."""
+    existing = token_dir / "tokens.txt"
+    if existing.is_file():
+        have = existing.read_text(encoding="utf-8").split("\n")
+        have = have[:-1] if have and have[-1] == "" else have
+        if have != list(tokens):
+            line = next((i for i, (a, b) in enumerate(zip(have, tokens), 1) if a != b),
+                        min(len(have), len(tokens)) + 1)
+            raise ValueError(f"{existing} ({len(have)} tokens) differs from the source model's token list "
+                             f"({len(tokens)} tokens), first at line {line}: it was made by another BPE run. Remove "
+                             f"{token_dir} (and experiments fine-tuned with it) to use this model, or retrain the "
+                             "source model with these tokens (--retrain_source true)")
+    existing_bpe = token_dir / "bpe.model"
+    if bpemodel is not None and existing_bpe.is_file() and file_sha256(existing_bpe) != file_sha256(bpemodel):
+        raise ValueError(f"{existing_bpe} differs from the source model's BPE model: it was made by another BPE "
+                         f"run. Remove {token_dir} to use this model, or retrain it (--retrain_source true)")
+
+
+def _already_fetched(out: Path, token_dir: Path, sha256: str) -> bool:
+    """``out`` holds the package with this sha256, and ``token_dir`` still holds its token list."""
+    info_path, tokens = out / "source.json", token_dir / "tokens.txt"
+    if not (info_path.is_file() and tokens.is_file() and (out / "model.pth").is_file()):
+        return False
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    return info.get("sha256") == sha256 and info.get("tokens_sha256") == file_sha256(tokens)
+
+
 def fetch_source_model(source: str, out: Path, token_dir: Path, cache_dir: Optional[Path] = None,
-                       special_tokens: Sequence[str] = ()) -> Path:
+                       special_tokens: Sequence[str] = (), expected_sha256: Optional[str] = None) -> Path:
     """Copy ``source`` to ``out`` (see the module docstring); ``special_tokens`` (e.g. ``<eng>``, ``<asr>``) must
     be in an S2T model's token list. Every check runs before anything is written. Returns ``out``."""
     out, token_dir = Path(out), Path(token_dir)
+    sha256 = check_sha256(source, expected_sha256) if expected_sha256 else None
+    if sha256 and _already_fetched(out, token_dir, sha256):
+        logging.info("fetch_source_model: %s already holds %s (sha256 %s)", out, source, sha256)
+        return out
     with locate_source(source, cache_dir) as files:
         config = yaml.safe_load(files.config.read_text(encoding="utf-8"))
         task = task_of(config)
@@ -227,6 +276,7 @@ def fetch_source_model(source: str, out: Path, token_dir: Path, cache_dir: Optio
         stats = _resolve(normalize_conf["stats_file"], files) if normalize_conf.get("stats_file") else None
         if stats is not None:  # global MVN reads its statistics when the model is built
             config["normalize_conf"] = {**normalize_conf, "stats_file": str(stats)}
+        check_token_dir(token_dir, tokens, bpemodel)
         config, dropped, changed = _for_this_espnet(config, task)
         state, report = remap_state_dict(_load_state(files.model), expected_shapes(config, task))
         if not report.ok:
@@ -249,7 +299,9 @@ def fetch_source_model(source: str, out: Path, token_dir: Path, cache_dir: Optio
         else:
             shutil.copy(files.model, out / "model.pth")
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        info = {"source": source, "task": task, "config": str(files.config), "model_file": str(files.model),
+        info = {"source": source, "sha256": sha256, "tokens_sha256": file_sha256(token_dir / "tokens.txt"),
+                "task": task, "config": str(files.config),
+                "model_file": str(files.model),
                 "renamed_keys": report.renamed, "dropped_options": dropped, "changed_options": changed}
         (out / "source.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     for what, value in (("renamed checkpoint keys", report.renamed), ("dropped unknown options", dropped),

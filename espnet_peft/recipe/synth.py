@@ -38,6 +38,9 @@ from espnet_peft.recipe.sentences import MAX_WORDS, unique_sentences
 FS = 16000
 DOMAINS = ("source", "child", "accent")
 SPLITS = ("train", "dev", "test")
+#: optional test split: new sentences read by the *training* speakers (in-domain generalisation to new text alone);
+#: its speakers are the train split's, so it takes no speaker count and defaults to 0 utterances
+NEWTEXT = "newtext"
 DEFAULT_UTTS = "train=200,dev=40,test=40"
 DEFAULT_SPEAKERS = "train=12,dev=6,test=6"  # 6 = one test speaker per accent
 INSTALL_HINT = "apt-get install espeak-ng sox"
@@ -119,10 +122,11 @@ class Utterance:
     speaker: Speaker
     text: str
     wav: Path
+    split: str  # the speaker's split, or NEWTEXT for new sentences read by a training speaker
 
     @property
     def dir_name(self) -> str:
-        return f"{self.speaker.domain}_{self.speaker.split}"
+        return f"{self.speaker.domain}_{self.split}"
 
 
 # ---------------------------------------------------------------- planning (pure, deterministic)
@@ -134,11 +138,15 @@ def parse_sizes(spec: str, base: Sizes | None = None) -> Sizes:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         key, sep, value = item.partition("=")
         domain, _, split = key.rpartition(".")
-        if not sep or split not in SPLITS or (domain and domain not in DOMAINS) or not value.strip().isdigit():
-            raise ValueError(f"bad size {item!r}: expected SPLIT=N or DOMAIN.SPLIT=N with SPLIT in {SPLITS}, "
+        if not sep or split not in (*SPLITS, NEWTEXT) or (domain and domain not in DOMAINS) \
+                or not value.strip().isdigit():
+            raise ValueError(f"bad size {item!r}: expected SPLIT=N or DOMAIN.SPLIT=N with SPLIT in "
+                             f"{(*SPLITS, NEWTEXT)}, "
                              f"DOMAIN in {DOMAINS}, e.g. 'train=200,dev=40,test=40,source.train=1000'")
         for d in [domain] if domain else DOMAINS:
             sizes[d][split] = int(value)
+    for d in DOMAINS:
+        sizes[d].setdefault(NEWTEXT, 0)
     missing = [f"{d}.{s}" for d in DOMAINS for s in SPLITS if s not in sizes[d]]
     if missing:
         raise ValueError(f"sizes {spec!r} leave {', '.join(missing)} unset; give every split (train, dev, test)")
@@ -184,9 +192,9 @@ def draw_texts(seed: int, utts: Sizes, max_words: int = MAX_WORDS) -> dict[tuple
     and every (domain, split) has its own stream, so enlarging train or dropping a domain keeps the test texts."""
     seen: set[str] = set()
     texts: dict[tuple[str, str], list[str]] = {}
-    for split in ("test", "dev", "train"):
+    for split in ("test", "dev", "train", NEWTEXT):  # newtext last: adding it changes no other text
         for domain in DOMAINS:
-            texts[domain, split] = unique_sentences(utts[domain][split], seed=f"{seed}/{domain}/{split}",
+            texts[domain, split] = unique_sentences(utts[domain].get(split, 0), seed=f"{seed}/{domain}/{split}",
                                                     exclude=seen, max_words=max_words)
             seen.update(texts[domain, split])
     return texts
@@ -207,13 +215,15 @@ def plan_corpus(out: Path, seed: int, utts: Sizes, speakers: Sizes,
     plan: list[Utterance] = []
     for domain in domains:
         by_split = draw_speakers(domain, speakers[domain], seed)
-        for split in SPLITS:
-            group = by_split[split]
+        for split in (*SPLITS, NEWTEXT):
+            group = by_split["train" if split == NEWTEXT else split]
             width = max(4, len(str(utts[domain][split])))
+            tag = "nt" if split == NEWTEXT else ""  # a training speaker's new sentences get ids of their own
             for i, text in enumerate(texts[domain, split]):
                 speaker = group[i % len(group)]
-                utt_id = f"{speaker.id}-{i // len(group):0{width}d}"
-                plan.append(Utterance(utt_id, speaker, text, out / f"{domain}_{split}" / "wav" / f"{utt_id}.wav"))
+                utt_id = f"{speaker.id}-{tag}{i // len(group):0{width}d}"
+                plan.append(Utterance(utt_id, speaker, text, out / f"{domain}_{split}" / "wav" / f"{utt_id}.wav",
+                                      split))
     return plan
 
 
@@ -294,8 +304,11 @@ def _check_fingerprints(out: Path, plan: Sequence[Utterance], domains: Sequence[
     """Refuse to mix two different corpora in one directory; returns the updated per-domain fingerprints."""
     path = out / "synth_config.json"
     stored: dict[str, str] = json.loads(path.read_text())["fingerprints"] if path.is_file() else {}
-    current = {d: fingerprint(u for u in plan if u.speaker.domain == d) for d in domains}
-    clashes = [d for d in domains if d in stored and stored[d] != current[d]]
+    # newtext has a key of its own, so adding it to an existing corpus is not a clash
+    current = {d: fingerprint(u for u in plan if u.speaker.domain == d and u.split != NEWTEXT) for d in domains}
+    current.update({f"{d}.{NEWTEXT}": fingerprint(u for u in plan if u.speaker.domain == d and u.split == NEWTEXT)
+                    for d in domains if any(u.speaker.domain == d and u.split == NEWTEXT for u in plan)})
+    clashes = [d for d in current if d in stored and stored[d] != current[d]]
     if clashes:
         raise RuntimeError(f"{out} already holds a different {'/'.join(clashes)} corpus (other seed, sizes or "
                            f"generator version); use another --out or delete {out}")
@@ -338,8 +351,10 @@ def synthesize_corpus(out: Path, seed: int = 0, utts: Sizes | None = None, speak
     corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else {"dirs": {}, "speakers": {}}
     corpus.update({"seed": seed, "max_words": max_words, "sample_rate": FS, "generator": __name__})
     for domain in domains:
-        for split in SPLITS:
-            group = [u for u in plan if u.speaker.domain == domain and u.speaker.split == split]
+        for split in (*SPLITS, NEWTEXT):
+            group = [u for u in plan if u.speaker.domain == domain and u.split == split]
+            if not group:
+                continue
             name = group[0].dir_name
             write_data_dir(out / name, DataDir(
                 wav_scp={u.id: str(u.wav) for u in group},

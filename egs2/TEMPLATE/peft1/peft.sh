@@ -13,17 +13,22 @@ stage=1
 stop_stage=13
 nj=2                      # parallel data / decoding jobs
 ngpu=0                    # GPUs per training job
+train_jobs=1              # fine-tuning runs at once in stage 7 (on CPU: one per core; under Slurm: as many as fit)
 num_nodes=1               # nodes per training job (Slurm: srun across nodes)
 python=python3
-methods="lora dora pissa ssvd ssvd_o full"   # adapters at a matched budget, plus full fine-tuning as reference
+methods=                  # empty: every adapter of the tuner registry (espnet_peft.tuners), then full fine-tuning
 budget=20000              # trainable parameters per adapted model (all methods matched within 5%)
-outer_shares="0.5"        # SSVD-O outer_share values; several give the budget-allocation sweep
+seeds="0"                 # training seeds: every method's default config runs once per seed
+sweep=                    # "method:field=v1,v2,..." specs (spaces or ';' between): one run per value, first seed only
 target_domains="child accent"   # each domain D uses sets ${D}_train ${D}_dev ${D}_test
 source_train_set=source_train
 source_dev_set=source_dev
 source_test_sets=source_test    # forgetting is measured on these
 local_data_opts=          # options passed to local/data.sh
-source_model=             # empty: pretrain the embedded model; a dir (config.yaml + model.pth); or a hub tag
+source_model=             # empty: pretrain the embedded model; a dir (config.yaml + model.pth), a packed model
+                          # (espnet2.bin.pack zip) or a hub tag
+source_sha256=            # expected sha256 of a packed --source_model (a shipped model): refused if it differs
+retrain_source=false      # true: train the source model here (stages 4-5) even when --source_model is given
 source_config=conf/train_source.yaml
 finetune_config=conf/finetune.yaml
 full_finetune_config=conf/finetune_full.yaml
@@ -35,11 +40,15 @@ max_sec=5.5
 fs=16000
 lang_token="<eng>"
 task_token="<asr>"
-inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
+decoder=batch_greedy      # batch_greedy: espnet_peft.bin.s2t_batch_inference (ESPnet's beam 1 / ctc_weight 0
+                          # choices, many utterances per pass); espnet: espnet2.bin.s2t_inference + inference_args
+decode_batch_size=64      # utterances per forward pass of batch_greedy
+inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"   # decoder=espnet only
 analyses="cka,lens,contribution,branches,energy"   # stage 13 (python -m espnet_peft.bin.analyze --analyses)
 analysis_max_utts=100     # source-domain test utterances per analysis
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--outer_shares \"0 0.5 1\"]
-  [--nj N] [--ngpu N] [--num_nodes N] [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--seeds \"0 1 2\"]
+  [--sweep \"ssvd_o:outer_share=0,0.5,1 lora:alpha=8,32\"] [--nj N] [--ngpu N] [--num_nodes N]
+  [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
 Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
   7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report,
   13 analysis (drift map, logit lens, layer contributions, adapter energy; RESULTS.md re-rendered with it)."
@@ -63,18 +72,16 @@ first_source_test=${source_test_sets%% *}   # what the report's forgetting colum
 token_dir=data/token_list
 source_dir=exp/source
 
-# experiment names: <domain>_<method>[_os<share>]
+# One line per experiment: "<domain> <method> <seed> <name> <settings> <label>"; name <domain>_<method>_s<seed>, or
+# <domain>_<method>_<field><value>_s<seed> for a sweep point; settings "field=value,..." or "-" (the swept fields).
 experiments() {
-  local d m s
-  for d in ${target_domains}; do
-    for m in ${methods}; do
-      if [ "${m}" = ssvd_o ]; then
-        for s in ${outer_shares}; do echo "${d} ${m} ${s} ${d}_ssvd_o_os${s}"; done
-      else
-        echo "${d} ${m} - ${d}_${m}"
-      fi
-    done
-  done
+  ${python} -m espnet_peft.bin.list_experiments --domains "${target_domains}" --methods "${methods}" \
+    --seeds "${seeds}" --sweep "${sweep}" --peft_conf_dir "${peft_conf_dir}" --budget "${budget}"
+}
+
+set_opts() {  # <settings>: as --set options (list_experiments allows no spaces in values)
+  # shellcheck disable=SC2086
+  [ "$1" = - ] || printf -- '--set %s ' ${1//,/ }
 }
 
 s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set
@@ -103,7 +110,24 @@ train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet tr
   touch "${dir}/.done"
 }
 
-decode() {  # <config> <model_file> <decode_root> <set>...: every set in one process per job, split over run.pl jobs
+decode() {  # <config> <model_file> <decode_root> <set>...: hypotheses in <decode_root>/<set>/text
+  if [ "${decoder}" = batch_greedy ]; then batch_decode "$@"; else espnet_decode "$@"; fi
+}
+
+batch_decode() {  # every set in one process; a set is redone unless decode_info.json matches model and settings
+  local config=$1 model=$2 root=$3 set sets=""
+  shift 3
+  for set in "$@"; do sets+=" --set dump/raw/${set} ${root}/${set}"; done
+  mkdir -p "${root}/logdir"
+  log "decoding $* with ${model} -> ${root}/<set>/text"
+  # an arguments file, not the command line: run.pl / slurm.pl hand that to a shell, which reads <eng> as redirection
+  echo "--s2t_train_config ${config} --s2t_model_file ${model} --num_threads ${nj} --batch_size ${decode_batch_size}" \
+       "--lang_sym ${lang_token} --task_sym ${task_token}${sets}" > "${root}/logdir/args.txt"
+  ${decode_cmd} "${root}/logdir/decode.log" \
+    ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_batch_inference "${root}/logdir/args.txt"
+}
+
+espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job, split over run.pl jobs
   local config=$1 model=$2 root=$3 set n i todo=()
   shift 3
   for set in "$@"; do [ -f "${root}/${set}/text" ] && log "skip decoding ${root}/${set}: done" || todo+=("${set}"); done
@@ -133,6 +157,10 @@ decode() {  # <config> <model_file> <decode_root> <set>...: every set in one pro
 }
 
 # ----- stages ------------------------------------------------------------------------------------------------------
+if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 7 ]; then
+  experiment_list=$(experiments)   # once, before any stage: a bad --methods / --seeds / --sweep stops the run here
+fi
+
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
   log "Stage 1: data preparation (local/data.sh) -> data/{${all_sets// /,}}"
   # shellcheck disable=SC2086
@@ -160,13 +188,19 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
   done
 fi
 
+fetch_source() {  # the source model and its tokens; refuses a changed package or a token list of another BPE run
+  ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" --out "${source_dir}" \
+    --token_dir "${token_dir}" --lang_token "${lang_token}" --task_token "${task_token}" \
+    ${source_sha256:+--sha256 "${source_sha256}"}
+}
+use_source_model=$([ -n "${source_model}" ] && [ "${retrain_source}" = false ] && echo true || echo false)
+
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
-  if [ -f "${token_dir}/tokens.txt" ]; then
+  if [ "${use_source_model}" = true ]; then
+    log "Stage 4: the BPE model and token list of ${source_model}"
+    fetch_source
+  elif [ -f "${token_dir}/tokens.txt" ]; then
     log "Stage 4: skip, ${token_dir} exists"
-  elif [ -n "${source_model}" ]; then
-    log "Stage 4: reuse the BPE model and token list of ${source_model}"
-    ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" --out "${source_dir}" \
-      --token_dir "${token_dir}"
   else
     log "Stage 4: train an OWSM-style BPE (${bpe_vocab_size} pieces + special tokens) on ${source_train_set}"
     ${python} -m espnet_peft.bin.train_owsm_bpe --text "dump/raw/${source_train_set}/text.ctc" --out "${token_dir}" \
@@ -175,11 +209,20 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-  if [ -n "${source_model}" ]; then
+  if [ "${use_source_model}" = true ]; then
     log "Stage 5: source model from ${source_model}"
-    [ -f "${source_dir}/model.pth" ] || ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" \
-      --out "${source_dir}" --token_dir "${token_dir}" --lang_token "${lang_token}" --task_token "${task_token}"
+    if [ -f "${source_dir}/.done" ]; then
+      log "ERROR: ${source_dir} holds a source model trained here (--retrain_source true); move it away" \
+          "(mv ${source_dir} ${source_dir}.trained) to use ${source_model}, or keep --retrain_source true"
+      exit 1
+    fi
+    fetch_source
   else
+    if [ -f "${source_dir}/source.json" ]; then
+      log "ERROR: ${source_dir} holds the fetched model $(grep -m1 '"source"' "${source_dir}/source.json");" \
+          "move it away (mv ${source_dir} ${source_dir}.fetched) to retrain the source model here"
+      exit 1
+    fi
     log "Stage 5: pretrain the embedded source model on ${source_train_set} (cached in ${source_dir})"
     stats_args=()
     if grep -q "^normalize: *global_mvn" "${source_config}"; then
@@ -189,7 +232,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       stats_args=(--normalize_conf "stats_file=${source_dir}/feats_stats.npz")
     fi
     train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}" "${stats_args[@]}"
-    ln -sf valid.acc.best.pth "${source_dir}/model.pth"
+    # ESPnet writes valid.acc.ave.pth (the average of the keep_nbest_models best epochs) when training ends
+    ln -sf valid.acc.ave.pth "${source_dir}/model.pth"
   fi
 fi
 
@@ -200,27 +244,73 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
-  log "Stage 7: fine-tuning (${methods}) at a budget of ${budget} trainable parameters"
-  while read -r -u 3 domain method share name; do
+  log "Stage 7: fine-tuning (${methods:-every adapter, full}) at a budget of ${budget} trainable parameters," \
+      "seeds ${seeds}${sweep:+, sweep ${sweep}}"
+  pids=() names=() failed=()
+  while read -r -u 3 domain method seed name settings _; do
     dir="exp/${name}"
     mkdir -p "${dir}"
-    share_args=()
-    if [ "${share}" != - ]; then share_args=(--outer_share "${share}"); fi
+    # shellcheck disable=SC2046
     ${python} -m espnet_peft.bin.make_finetune_config --base "${source_dir}/config.yaml" \
       --overrides "$([ "${method}" = full ] && echo "${full_finetune_config}" || echo "${finetune_config}")" \
-      --method "${method}" --peft_conf_dir "${peft_conf_dir}" --budget "${budget}" \
-      "${share_args[@]}" --out "${dir}/train.yaml"
-    train "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml" --init_param "${source_dir}/model.pth"
-  done 3< <(experiments)
+      --method "${method}" --peft_conf_dir "${peft_conf_dir}" --budget "${budget}" --seed "${seed}" \
+      $(set_opts "${settings}") --out "${dir}/train.yaml.new"
+    if [ -f "${dir}/.done" ] && ! cmp -s "${dir}/train.yaml.new" "${dir}/train.yaml"; then
+      # a finished run keeps the config it was trained with: its results would otherwise be mislabelled
+      log "ERROR: ${dir} was trained with other settings (diff ${dir}/train.yaml ${dir}/train.yaml.new);" \
+          "remove ${dir} to retrain it with these"
+      failed+=("${dir}")
+      continue
+    fi
+    mv "${dir}/train.yaml.new" "${dir}/train.yaml"
+    # up to train_jobs trainings at once (each one its own process, log and resume point)
+    while [ "$(jobs -rp | wc -l)" -ge "${train_jobs}" ]; do sleep 2; done
+    train "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml" --init_param "${source_dir}/model.pth" &
+    pids+=($!)
+    names+=("${dir}")
+  done 3<<< "${experiment_list}"
+  for i in "${!pids[@]}"; do wait "${pids[${i}]}" || failed+=("${names[${i}]}"); done
+  if [ ${#failed[@]} -gt 0 ]; then
+    log "ERROR: fine-tuning failed for ${failed[*]}: see the messages above and their train.log; re-running stage 7" \
+        "resumes an interrupted run"
+    exit 1
+  fi
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
   log "Stage 8: decoding every fine-tuned model on its target test set and on ${source_test_sets}"
-  while read -r -u 3 domain _ _ name; do
-    # A single best checkpoint: averaging factor matrices is not averaging the effective weights.
-    # shellcheck disable=SC2086
-    decode "exp/${name}/config.yaml" "exp/${name}/valid.acc.best.pth" "exp/${name}/decode" "${domain}_test" ${source_test_sets}
-  done 3< <(experiments)
+  unfinished=()
+  while read -r -u 3 _ _ _ name _; do
+    [ -f "exp/${name}/.done" ] || unfinished+=("exp/${name}")
+  done 3<<< "${experiment_list}"
+  if [ ${#unfinished[@]} -gt 0 ]; then
+    log "ERROR: training has not finished for ${unfinished[*]}: run stage 7 first (./run.sh --stage 7), so that" \
+        "no decode comes from an intermediate checkpoint"
+    exit 1
+  fi
+  if [ "${decoder}" = batch_greedy ]; then
+    # every experiment in one process per job (ESPnet's S2T import costs 10-16 s a process), jobs split the list
+    mkdir -p exp/decode_logdir
+    for i in $(seq "${nj}"); do : > "exp/decode_logdir/args.${i}.txt"; done
+    i=0
+    while read -r -u 3 domain _ _ name _; do
+      set_args="--set dump/raw/${domain}_test exp/${name}/decode/${domain}_test"
+      for set in ${source_test_sets}; do set_args+=" --set dump/raw/${set} exp/${name}/decode/${set}"; done
+      # A single best checkpoint: averaging factor matrices is not averaging the effective weights.
+      echo "--s2t_train_config exp/${name}/config.yaml --s2t_model_file exp/${name}/valid.acc.best.pth" \
+           "--batch_size ${decode_batch_size} --lang_sym ${lang_token} --task_sym ${task_token} ${set_args}" \
+           >> "exp/decode_logdir/args.$((i % nj + 1)).txt"
+      i=$((i + 1))
+    done 3<<< "${experiment_list}"
+    ${decode_cmd} JOB=1:"${nj}" exp/decode_logdir/decode.JOB.log \
+      ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_batch_inference exp/decode_logdir/args.JOB.txt
+  else
+    while read -r -u 3 domain _ _ name _; do
+      # shellcheck disable=SC2086
+      decode "exp/${name}/config.yaml" "exp/${name}/valid.acc.best.pth" "exp/${name}/decode" "${domain}_test" \
+        ${source_test_sets}
+    done 3<<< "${experiment_list}"
+  fi
 fi
 
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
@@ -238,24 +328,25 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
     ${python} -m espnet_peft.bin.write_run_info --exp_dir "${source_dir}/zero_shot_${domain}" --domain "${domain}" \
       --method zero_shot --target "${decoded}/${domain}_test" --source "${decoded}/${first_source_test}"
   done
-  while read -r -u 3 domain method share name; do
+  while read -r -u 3 domain method seed name settings label; do
+    # shellcheck disable=SC2046
     ${python} -m espnet_peft.bin.write_run_info --exp_dir "exp/${name}" --domain "${domain}" --method "${method}" \
-      --outer_share "${share}" --target "exp/${name}/decode/${domain}_test" \
+      --seed "${seed}" $(set_opts "${settings}") --label "${label}" --target "exp/${name}/decode/${domain}_test" \
       --source "exp/${name}/decode/${first_source_test}" --device "${device}"
-  done 3< <(experiments)
+  done 3<<< "${experiment_list}"
 fi
 
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
-  log "Stage 10: learning-vs-forgetting figures (and the outer_share sweep) -> exp/report/*.png"
+  log "Stage 10: learning-vs-forgetting figures (and one per swept method and field) -> exp/report/*.png"
   ${python} -m espnet_peft.bin.make_report --exp_root exp --out exp/report --figures_only
 fi
 
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
   log "Stage 11: merge each adapter into a plain ESPnet model and export it as an adapter package"
   adapted=()
-  while read -r -u 3 _ method _ name; do
+  while read -r -u 3 _ method _ name _; do
     [ "${method}" = full ] || adapted+=("exp/${name}")
-  done 3< <(experiments)
+  done 3<<< "${experiment_list}"
   [ ${#adapted[@]} -eq 0 ] || ${python} -m espnet_peft.bin.package_experiments --task s2t "${adapted[@]}"
 fi
 
@@ -268,10 +359,14 @@ fi
 
 if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
   log "Stage 13: every fine-tuned model vs the source model on ${first_source_test} (${analyses})" \
-      "-> exp/analysis/<domain>/<method>/; RESULTS.md re-rendered with an Analysis section"
+      "-> exp/analysis/<domain>/<method>[_<field><value>]_s<seed>/ (first seed); RESULTS.md re-rendered with an" \
+      "Analysis section"
   mkdir -p exp/analysis/logdir
   : > exp/analysis/logdir/args.txt
-  while read -r -u 3 domain _ _ name; do
+  read -r first_seed _ <<< "${seeds}"
+  while read -r -u 3 domain _ seed name _; do
+    # the first seed's model of each report row: the Analysis section shows one model per row
+    [ "${seed}" = "${first_seed}" ] || continue
     out="exp/analysis/${domain}/${name#"${domain}_"}"
     if [ -f "${out}/analysis.json" ]; then log "skip ${out}: done"; continue; fi
     # the checkpoints stages 6 and 8 decode
@@ -279,7 +374,7 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
          "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/valid.acc.best.pth" \
          "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
          "--out ${out}" >> exp/analysis/logdir/args.txt
-  done 3< <(experiments)
+  done 3<<< "${experiment_list}"
   if [ -s exp/analysis/logdir/args.txt ]; then
     # one process for every model: ESPnet's S2T import alone costs 10-16 s
     ${decode_cmd} exp/analysis/logdir/analyze.log \

@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Embedded default recipe: synthetic source / child / accent English, a small OWSM-like source model trained here,
-# then LoRA, DoRA, PiSSA, SSVD, SSVD-O (and full fine-tuning) at a matched budget. No network needed.
-#   ./run.sh [--quick] [--stage 1] [--stop_stage 12] [--methods "lora ssvd_o"] [--budget 40000]
-#            [--outer_shares "0 0.25 0.5 0.75 1"]
+# Embedded default recipe: synthetic source / child / accent English, a small OWSM-like source model shipped in
+# source_model/ (trained by this recipe; README.md there is its card), then LoRA, DoRA, PiSSA, SSVD, SSVD-O (and full
+# fine-tuning) at a matched budget. No network needed.
+#   ./run.sh [--quick] [--stage 1] [--stop_stage 13] [--methods "lora ssvd_o"] [--budget 40000] [--seeds "0 1 2"]
+#            [--sweep "ssvd_o:outer_share=0,0.25,0.5,0.75,1"]   (the default; --sweep "" runs none)
+#            [--retrain_source true]   (train the source model here instead of using the shipped one: hours on CPU)
 # --quick: a tiny model, a small corpus and a few steps, to check the whole pipeline in minutes (it learns little).
 set -euo pipefail
 
-mode_opts=()
+# SSVD-O's split of its budget between the two sides, learning against forgetting (conf/peft/ssvd_o.yaml has 0.5)
+sweep="ssvd_o:outer_share=0,0.25,0.5,0.75,1"
+shipped=source_model/owsm_synth_ebf.zip
+mode_opts=(--source_model "${shipped}" --source_sha256 "$(awk -v f="${shipped##*/}" '$2 == f { print $1 }' \
+             source_model/SHA256SUMS 2>/dev/null || true)")
 if [ "${1:-}" = --quick ]; then
   shift
-  mode_opts=(--source_config conf/quick/train_source.yaml --finetune_config conf/quick/finetune.yaml
-             --full_finetune_config conf/quick/finetune_full.yaml --bpe_vocab_size 60 --budget 8000
-             --local_data_opts "--sizes train=12,dev=4,test=6 --speakers train=3,dev=2,test=2")
+  sweep="ssvd_o:outer_share=1"   # one point beside the default: the sweep's plumbing and plot, at little cost
+  mode_opts=(--retrain_source true --source_config conf/quick/train_source.yaml
+             --finetune_config conf/quick/finetune.yaml --full_finetune_config conf/quick/finetune_full.yaml
+             --bpe_vocab_size 60 --budget 8000
+             --local_data_opts "--sizes train=12,dev=4,test=6,source.newtext=4 --speakers train=3,dev=2,test=2")
 fi
 
 ./peft.sh \
     --source_train_set source_train \
     --source_dev_set source_dev \
-    --source_test_sets source_test \
+    --source_test_sets "source_test source_newtext" \
     --target_domains "child accent" \
     --source_config conf/train_source.yaml \
     --finetune_config conf/finetune.yaml \
@@ -25,5 +33,7 @@ fi
     --speech_length 3.5 \
     --max_sec 3.4 \
     --budget 40000 \
+    --train_jobs 2 \
+    --sweep "${sweep}" \
     "${mode_opts[@]}" \
     "$@"

@@ -1,0 +1,130 @@
+"""Greedy decoding of whole Kaldi data dirs with an ESPnet S2T model, many utterances per forward pass.
+
+    python -m espnet_peft.bin.s2t_batch_inference --s2t_train_config exp/x/config.yaml \
+        --s2t_model_file exp/x/valid.acc.best.pth --set dump/raw/child_test exp/x/decode/child_test \
+        [--set DATA_DIR OUT_DIR ...] [--batch_size 64] [--device cpu] [--lang_sym <eng>] [--task_sym <asr>]
+
+Makes the same choices as ``python -m espnet2.bin.s2t_inference --beam_size 1 --ctc_weight 0`` (see
+:mod:`espnet_peft.inference.greedy`), 10-30x faster on CPU. Adapter checkpoints load through the plugin task.
+Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id) and ``decode_info.json``
+(the sha256 of the model file and config, and the settings). A set whose ``decode_info.json`` matches the current
+model and settings is skipped; anything else is decoded again, so a retrained model never leaves stale hypotheses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import soundfile
+import torch
+from tqdm import tqdm
+
+from espnet_peft.inference.greedy import fixed_window, greedy_decode, make_prompt
+from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.kaldi_data import atomic_write_text, read_table
+
+DECODE_INFO = "decode_info.json"
+
+
+def decode_settings(args: argparse.Namespace) -> dict:
+    """What shapes the hypotheses: the model (by content) and the search settings."""
+    return {"model_sha256": file_sha256(Path(args.s2t_model_file)),
+            "config_sha256": file_sha256(Path(args.s2t_train_config)),
+            "model_file": str(args.s2t_model_file), "search": "greedy", "maxlenratio": args.maxlenratio,
+            "lang_sym": args.lang_sym, "task_sym": args.task_sym}
+
+
+def is_current(out_dir: Path, settings: dict, wav_scp: Path) -> bool:
+    info_path = out_dir / DECODE_INFO
+    if not (out_dir / "text").is_file() or not info_path.is_file():
+        return False
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    return info.get("settings") == settings and info.get("wav_scp_sha256") == file_sha256(wav_scp)
+
+
+def read_audio(key: str, location: str, wav_scp: Path):
+    try:
+        audio, _ = soundfile.read(location, dtype="float32")
+    except Exception as err:  # soundfile raises several types for unreadable files
+        raise SystemExit(f"{wav_scp}: utterance {key}: cannot read {location} ({err}); fix or drop it "
+                         "(python -m espnet_peft.bin.validate_data)") from err
+    if audio.ndim != 1:
+        raise SystemExit(f"{wav_scp}: utterance {key}: {location} has {audio.shape[1]} channels; S2T models "
+                         "take mono audio")
+    return audio
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--s2t_train_config", type=Path, required=True)
+    parser.add_argument("--s2t_model_file", type=Path, required=True)
+    parser.add_argument("--set", nargs=2, action="append", required=True, metavar=("DATA_DIR", "OUT_DIR"),
+                        type=Path, help="a Kaldi data dir (wav.scp) and where its hypotheses go; repeatable")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num_threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--lang_sym", default="<eng>")
+    parser.add_argument("--task_sym", default="<asr>")
+    parser.add_argument("--maxlenratio", type=float, default=0.0)
+    return parser
+
+
+def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, data_dir: Path, out_dir: Path,
+               args: argparse.Namespace, settings: dict) -> None:
+    from espnet2.text.build_tokenizer import build_tokenizer
+    from espnet2.text.token_id_converter import TokenIDConverter
+
+    wav_scp = data_dir / "wav.scp"
+    table = read_table(wav_scp)
+    tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
+    converter = TokenIDConverter(token_list=train_args.token_list)
+    conf = train_args.preprocessor_conf
+    n_samples = int(conf["fs"] * conf["speech_length"])
+    keys = sorted(table)
+    lines: List[str] = []
+    start = time.time()
+    for first in tqdm(range(0, len(keys), args.batch_size), desc=f"decode {data_dir.name}", unit="batch",
+                      file=sys.stderr):
+        batch_keys = keys[first:first + args.batch_size]
+        speech = fixed_window([read_audio(k, table[k], wav_scp) for k in batch_keys], n_samples).to(args.device)
+        for key, ids in zip(batch_keys, greedy_decode(model, speech, prompt, args.maxlenratio)):
+            tokens = [t for t in converter.ids2tokens(ids) if not (t.startswith("<") and t.endswith(">"))]
+            lines.append(f"{key} {tokenizer.tokens2text(tokens)}".rstrip())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "text", "".join(line + "\n" for line in lines))
+    info = {"settings": settings, "wav_scp_sha256": file_sha256(wav_scp), "utterances": len(keys),
+            "batch_size": args.batch_size, "device": args.device, "decode_time_s": round(time.time() - start, 2)}
+    atomic_write_text(out_dir / DECODE_INFO, json.dumps(info, indent=2) + "\n")
+    print(f"{out_dir}/text: {len(keys)} utterances in {info['decode_time_s']} s", file=sys.stderr)
+
+
+def main(cmd: Optional[Sequence[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    settings = decode_settings(args)
+    todo = [(data, out) for data, out in args.set if not is_current(out, settings, data / "wav.scp")]
+    for data, out in args.set:
+        if (data, out) not in todo:
+            print(f"skip decoding {out}: done with this model and these settings", file=sys.stderr)
+    if not todo:
+        return
+    from espnet_peft.tasks.s2t import S2TTask
+
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    model, train_args = S2TTask.build_model_from_file(args.s2t_train_config, args.s2t_model_file, args.device)
+    model.eval()
+    prompt = make_prompt(train_args.token_list, model.sos, model.eos, model.blank_id, args.lang_sym, args.task_sym,
+                         train_args.preprocessor_conf["notime_symbol"],
+                         train_args.preprocessor_conf["first_time_symbol"],
+                         train_args.preprocessor_conf["last_time_symbol"])
+    for data, out in todo:
+        decode_set(model, train_args, prompt, data, out, args, settings)
+
+
+if __name__ == "__main__":
+    main()

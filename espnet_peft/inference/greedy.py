@@ -1,0 +1,105 @@
+"""Batched greedy decoding of ESPnet S2T (OWSM-style) encoder-decoder models.
+
+ESPnet's ``Speech2Text`` decodes one utterance at a time through its beam search: with ``beam_size 1`` and
+``ctc_weight 0`` it picks, at every step, the decoder's most likely token after its ``ScoreFilter`` has ruled out
+timestamp tokens (``<notimestamps>`` is in the prompt). This module makes the same choices for a whole batch at once:
+
+* every input is padded or trimmed to the model's fixed window (``preprocessor_conf.speech_length``), exactly as
+  ``Speech2Text`` does, so all encoder outputs have the same length and batching changes no frame;
+* the decoder runs one step for all unfinished hypotheses, with its key/value cache; finished rows leave the batch;
+* the length limit follows ESPnet's ``maxlenratio`` rule (0: the encoder length; > 0: ratio x encoder length;
+  < 0: an absolute number of tokens), and a hypothesis still running at the limit is closed there, as ESPnet does.
+
+``tests/test_batch_decode.py`` checks the hypotheses against ``espnet2.bin.s2t_inference`` token for token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The decoder prompt and the ids the greedy search needs (from the model's token list)."""
+
+    primer: List[int]            # <sos> <lang> <task> <notimestamps>
+    eos: int
+    blank: int
+    suppressed: List[int]        # timestamp tokens: never emitted after <notimestamps>
+
+
+def make_prompt(token_list: Sequence[str], sos: int, eos: int, blank: int, lang_sym: str, task_sym: str,
+                notime_sym: str, first_time_sym: str, last_time_sym: str) -> Prompt:
+    """The prompt ESPnet's ``Speech2Text`` builds for a transcript without timestamps and without a previous text."""
+    index = {token: i for i, token in enumerate(token_list)}
+    for symbol in (lang_sym, task_sym, notime_sym, first_time_sym, last_time_sym):
+        if symbol not in index:
+            raise ValueError(f"{symbol!r} is not in the model's token list: check --lang_sym/--task_sym and the "
+                             "model's preprocessor_conf")
+    return Prompt(primer=[sos, index[lang_sym], index[task_sym], index[notime_sym]], eos=eos, blank=blank,
+                  suppressed=list(range(index[first_time_sym], index[last_time_sym] + 1)))
+
+
+def fixed_window(waveforms: Sequence[np.ndarray], n_samples: int) -> torch.Tensor:
+    """``[batch, n_samples]`` float32: each waveform trimmed or zero-padded to the model's window."""
+    rows = []
+    for wave in waveforms:
+        row = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+        if row.dim() != 1:
+            raise ValueError(f"expected mono audio, got shape {tuple(row.shape)}")
+        rows.append(row[:n_samples] if row.numel() >= n_samples else F.pad(row, (0, n_samples - row.numel())))
+    return torch.stack(rows)
+
+
+def max_length(maxlenratio: float, encoder_frames: int) -> int:
+    """ESPnet's ``BeamSearch.forward`` rule for the number of decoding steps."""
+    if maxlenratio == 0:
+        return encoder_frames
+    if maxlenratio < 0:
+        return -int(maxlenratio)
+    return max(1, int(maxlenratio * encoder_frames))
+
+
+@torch.no_grad()
+def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt,
+                  maxlenratio: float = 0.0) -> List[List[int]]:
+    """Token ids (prompt and ``<eos>`` removed, blanks dropped) for every row of ``speech`` ``[batch, samples]``.
+
+    ``model`` is an ESPnet S2T model (``encode`` + a Transformer-style ``decoder.forward_one_step``) in eval mode.
+    """
+    lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long, device=speech.device)
+    encoded, _ = model.encode(speech, lengths)
+    if isinstance(encoded, tuple):  # intermediate CTC outputs ride along
+        encoded = encoded[0]
+    batch, frames = encoded.size(0), encoded.size(1)
+    steps = max_length(maxlenratio, frames)
+    ys = torch.tensor(prompt.primer, device=speech.device).repeat(batch, 1)
+    active = torch.arange(batch, device=speech.device)
+    memory = encoded
+    cache: Optional[List[torch.Tensor]] = None
+    hyps: List[List[int]] = [[] for _ in range(batch)]
+    for step in range(steps):
+        mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
+        logp, cache = model.decoder.forward_one_step(ys, mask, memory, cache=cache)
+        logp[:, prompt.suppressed] = float("-inf")
+        token = logp.argmax(dim=-1)
+        ended = token == prompt.eos
+        for row, tok in zip(active.tolist(), token.tolist()):
+            if tok != prompt.eos:
+                hyps[row].append(tok)
+        if step == steps - 1:
+            break
+        keep = ~ended
+        if not keep.any():
+            break
+        if not keep.all():  # finished rows leave the batch, with their cache
+            active, memory, token, ys = active[keep], memory[keep], token[keep], ys[keep]
+            cache = [layer[keep] for layer in cache]
+        ys = torch.cat([ys, token.unsqueeze(1)], dim=1)
+    return [[t for t in hyp if t != prompt.blank] for hyp in hyps]

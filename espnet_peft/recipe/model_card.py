@@ -1,0 +1,120 @@
+"""The model card of a source model that a recipe ships: how it was made and how well it does, from its files.
+
+Everything in the card is read from what the recipe wrote: the exp dir's ``config.yaml`` and ``train*.log``, the corpus generator's ``corpus.json`` and the zero-shot scores
+(``score_wer/summary.json`` per decoded set). Nothing is typed in by hand except the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import yaml
+
+#: an ESPnet trainer line with the validation results of one epoch
+_VALID_LINE = re.compile(r"(\d+)epoch results: .*\[valid\] (.*?)(?:, time=|$)")
+#: the timestamp that starts an ESPnet log line ("[host] 2026-12-03 21:29:26,170 (trainer:...")
+_LOG_TIME = re.compile(r"^\[[^\]]*\] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
+
+
+def training_wall_time(exp_dir: Path) -> float:
+    """Seconds between the first and last timestamped line of every ``train*.log`` (ESPnet keeps one per (re)start
+    as train.log, train.1.log, ...), summed: the time spent training, however often it was killed and resumed."""
+    total = 0.0
+    for log in exp_dir.glob("train*.log"):
+        stamps = [m.group(1) for m in map(_LOG_TIME.match, log.read_text(errors="replace").splitlines()) if m]
+        if len(stamps) > 1:
+            first, last = (datetime.datetime.strptime(t, "%Y-%m-%d %H:%M:%S") for t in (stamps[0], stamps[-1]))
+            total += (last - first).total_seconds()
+    return total
+
+
+def last_valid_results(exp_dir: Path) -> Dict[str, Any]:
+    """The last epoch's ``[valid]`` numbers in the exp dir's ``train*.log`` files ({} when there are none)."""
+    found: Dict[str, Any] = {}
+    for log in exp_dir.glob("train*.log"):
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = _VALID_LINE.search(line)
+            if match and int(match.group(1)) >= found.get("epoch", 0):
+                pairs = (item.split("=", 1) for item in match.group(2).split(", ") if "=" in item)
+                found = {"epoch": int(match.group(1)), **{k: float(v) for k, v in pairs if _is_number(v)}}
+    return found
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def set_scores(decode_dir: Path, sets: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """WER and the length checks of every decoded set (``<decode_dir>/<set>/score_wer/summary.json``)."""
+    scores = {}
+    for name in sets:
+        path = decode_dir / name / "score_wer" / "summary.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: decode and score {name} first (recipe stages 6 and 9)")
+        scores[name] = json.loads(path.read_text(encoding="utf-8"))
+    return scores
+
+
+def training_summary(exp_dir: Path) -> Dict[str, Any]:
+    config = yaml.safe_load((exp_dir / "config.yaml").read_text(encoding="utf-8"))
+    steps = int(config["max_epoch"]) * int(config["num_iters_per_epoch"])
+    return {"steps": steps, "epochs": config["max_epoch"], "batch_size": config["batch_size"],
+            "optim": config["optim"], "optim_conf": config.get("optim_conf"), "scheduler": config.get("scheduler"),
+            "scheduler_conf": config.get("scheduler_conf"), "seed": config.get("seed"),
+            "encoder": config["encoder"], "encoder_conf": config["encoder_conf"], "decoder": config["decoder"],
+            "decoder_conf": config["decoder_conf"], "ctc_weight": config["model_conf"].get("ctc_weight"),
+            "speech_length": config["preprocessor_conf"]["speech_length"], "tokens": len(config["token_list"]),
+            "wall_time_s": training_wall_time(exp_dir), "runs": len(list(exp_dir.glob("train*.log"))),
+            "valid": last_valid_results(exp_dir)}
+
+
+def render(name: str, sha256: str, size_bytes: int, n_params: int, training: Mapping[str, Any],
+           corpus: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]], reference_set: str, command: str,
+           hardware: str, notes: Optional[List[str]] = None) -> str:
+    """The card as Markdown."""
+    wall = training.get("wall_time_s")
+    valid = training.get("valid") or {}
+    lines = [
+        f"# {name}: the embedded source model", "",
+        "A small OWSM-v3.1-style speech-to-text model (S2T task, E-Branchformer encoder, Transformer decoder, "
+        "OWSM text format `<eng><asr><notimestamps>`), trained from scratch on the synthetic source domain "
+        "(espeak-ng US-English voices). Fine-tuning it runs the code path of real OWSM fine-tuning.", "",
+        f"- file: `{name}` ({size_bytes / 1e6:.1f} MB, `espnet2.bin.pack` layout), sha256 `{sha256}`",
+        f"- parameters: {n_params:,}",
+        f"- encoder: {training['encoder']} {training['encoder_conf'].get('num_blocks')} blocks x "
+        f"{training['encoder_conf'].get('output_size')}, input layer {training['encoder_conf'].get('input_layer')}; "
+        f"decoder: {training['decoder']} {training['decoder_conf'].get('num_blocks')} blocks; "
+        f"{training['tokens']} tokens; {training['speech_length']} s input window; CTC weight {training['ctc_weight']}",
+        "", "## How it was made", "",
+        f"Command (from `egs2/synthetic/peft1`): `{command}`", "",
+        f"- training: {training['steps']:,} steps ({training['epochs']} epochs x "
+        f"{training['steps'] // int(training['epochs'])} steps) of batch {training['batch_size']}, "
+        f"{training['optim']} {training['optim_conf']}, {training['scheduler']} {training['scheduler_conf']}, "
+        f"seed {training['seed']}",
+        f"- hardware: {hardware}; {wall / 3600:.2f} h of training in {training['runs']} pieces (resumed from "
+        "checkpoint.pth), from the timestamps of its train*.log" if wall else f"- hardware: {hardware}",
+        f"- last validation epoch ({valid.get('epoch', '?')}): attention accuracy "
+        f"{valid.get('acc', float('nan')):.3f}, CTC CER {valid.get('cer_ctc', float('nan')):.3f}",
+        f"- corpus generator: seed {corpus.get('seed')}, sentences of at most {corpus.get('max_words')} words, "
+        f"{corpus.get('sample_rate')} Hz",
+        "", "| set | utterances | speakers | hours |", "| --- | ---: | ---: | ---: |"]
+    for set_name, info in sorted(corpus.get("dirs", {}).items()):
+        lines.append(f"| {set_name} | {info['utterances']} | {len(info['speakers'])} | {info['hours']:.2f} |")
+    reference = scores[reference_set]["error_rate"]
+    lines += ["", "## Zero-shot results (greedy decoding, batched)", "",
+              "| set | WER % | x source WER | insertions % | longest hyp / ref | hyps >= 2x ref |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for set_name, score in scores.items():
+        ratio = score["error_rate"] / reference if reference else float("inf")
+        lines.append(f"| {set_name} | {score['error_rate']:.2f} | {ratio:.2f} | {score['insertion_rate']:.2f} | "
+                     f"{score['max_hyp_ref_ratio']:.2f} | {score['hyp_at_least_twice_ref']} |")
+    lines += ["", *(notes or [])]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,77 @@
+"""Batched greedy S2T decoding (espnet_peft.inference.greedy, espnet_peft.bin.s2t_batch_inference) against ESPnet's
+own ``Speech2Text`` with beam 1 and no CTC, on a real (tiny) OWSM-style model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
+
+from espnet_peft.bin import s2t_batch_inference
+from espnet_peft.inference.greedy import fixed_window, max_length
+from espnet_peft.recipe.kaldi_data import read_table
+
+
+def _decode_dir(model: PretrainedModel, data_dir: Path, out: Path, *extra: str) -> dict[str, str]:
+    s2t_batch_inference.main(["--s2t_train_config", str(model.config), "--s2t_model_file", str(model.model_file),
+                              "--set", str(data_dir), str(out), "--batch_size", "3", *extra])
+    return read_table(out / "text")
+
+
+def test_batched_greedy_equals_espnet_beam_one(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:
+    data_dir = pretrained_s2t.valid_dir
+    ours = _decode_dir(pretrained_s2t, data_dir, tmp_path / "out")
+    stock = decode("s2t", pretrained_s2t.config, pretrained_s2t.model_file, read_wav_scp(data_dir))
+    assert set(ours) == set(stock)
+    # batch size 3 over 4 utterances: one full batch and one partial, rows finishing at different steps
+    assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
+
+
+def test_length_limit_follows_espnet(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:
+    stock = decode("s2t", pretrained_s2t.config, pretrained_s2t.model_file, read_wav_scp(pretrained_s2t.valid_dir),
+                   maxlenratio=-3.0)
+    ours = _decode_dir(pretrained_s2t, pretrained_s2t.valid_dir, tmp_path / "out", "--maxlenratio", "-3")
+    assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
+    assert max_length(0.0, 58) == 58 and max_length(-3.0, 58) == 3 and max_length(0.5, 58) == 29
+
+
+def test_fixed_window_pads_and_trims() -> None:
+    batch = fixed_window([torch.ones(5).numpy(), torch.ones(12).numpy()], 8)
+    assert batch.shape == (2, 8)
+    assert batch[0, :5].eq(1).all() and batch[0, 5:].eq(0).all() and batch[1].eq(1).all()
+
+
+def test_skips_only_when_model_and_settings_match(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _decode_dir(pretrained_s2t, pretrained_s2t.valid_dir, out)
+    info = json.loads((out / "decode_info.json").read_text())
+    assert info["utterances"] == len(read_table(pretrained_s2t.valid_dir / "wav.scp"))
+    (out / "text").write_text("stale\n")
+    _decode_dir(pretrained_s2t, pretrained_s2t.valid_dir, out)
+    assert (out / "text").read_text() == "stale\n", "same model and settings: the set is skipped"
+    # another checkpoint (a copy with one changed byte is enough to change the fingerprint)
+    changed = tmp_path / "model.pth"
+    shutil.copy(pretrained_s2t.model_file, changed)
+    state = torch.load(changed, map_location="cpu")
+    first = next(iter(state))
+    state[first] = state[first] + 1.0
+    torch.save(state, changed)
+    s2t_batch_inference.main(["--s2t_train_config", str(pretrained_s2t.config), "--s2t_model_file", str(changed),
+                              "--set", str(pretrained_s2t.valid_dir), str(out)])
+    assert (out / "text").read_text() != "stale\n", "a different model must be decoded again"
+    assert json.loads((out / "decode_info.json").read_text())["settings"]["model_file"] == str(changed)
+
+
+def test_unreadable_audio_names_the_utterance(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF0000WAVEfmt garbage")
+    (data / "wav.scp").write_text(f"utt-broken {bad}\n")
+    with pytest.raises(SystemExit, match="utt-broken"):
+        _decode_dir(pretrained_s2t, data, tmp_path / "out")
+    assert FS == 16000
