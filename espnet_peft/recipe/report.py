@@ -289,7 +289,9 @@ def environment(training_devices: Optional[List[str]] = None) -> Dict[str, Any]:
     """Where the report was made (versions read from package metadata: importing torch here would cost seconds)."""
     repo = Path(__file__).resolve().parents[2]
     commit = _run(["git", "rev-parse", "--short", "HEAD"], cwd=repo)
-    if commit and _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo):
+    # the recipes' RESULTS.md are tracked outputs of this very report: their change is not a change of the code
+    if commit and _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                        ":(exclude)egs2/*/peft1/RESULTS.md"], cwd=repo):
         commit += " (with uncommitted changes)"
     gpu = _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]) if shutil.which("nvidia-smi") else ""
     return {
