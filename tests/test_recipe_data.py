@@ -91,7 +91,8 @@ def test_number_words():
 
 def test_parse_sizes_defaults_and_overrides():
     sizes = parse_sizes("train=5,dev=2,test=2,source.train=9")
-    assert sizes["source"] == {"train": 9, "dev": 2, "test": 2}
+    assert sizes["source"] == {"train": 9, "dev": 2, "test": 2, "newtext": 0}  # newtext is optional
+    assert parse_sizes("train=5,dev=2,test=2,source.newtext=3")["source"]["newtext"] == 3
     assert sizes["child"]["train"] == 5
     with pytest.raises(ValueError, match="leave .*test unset"):
         parse_sizes("train=5,dev=2")
@@ -143,7 +144,7 @@ def test_unknown_voices_are_refused_before_synthesis(tmp_path, monkeypatch):
 
 def test_a_failing_synthesis_names_the_utterance(tmp_path):
     speaker = synth.Speaker("source-000", "source", "train", "en-us+m1", 170, 50, ("pitch", "not-a-number"))
-    utt = synth.Utterance("source-000-0000", speaker, "hello there", tmp_path / "source-000-0000.wav")
+    utt = synth.Utterance("source-000-0000", speaker, "hello there", tmp_path / "source-000-0000.wav", "train")
     with pytest.raises(RuntimeError, match="source-000-0000: sox .* failed"):
         synth.synthesize_utterance(utt)
     assert not list(tmp_path.iterdir())  # no half-written wav or temporary file left behind
