@@ -74,15 +74,10 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, data_dir: Path, out_dir: Path,
-               args: argparse.Namespace, settings: dict) -> None:
-    from espnet2.text.build_tokenizer import build_tokenizer
-    from espnet2.text.token_id_converter import TokenIDConverter
-
+def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, tokenizer, converter,
+               data_dir: Path, out_dir: Path, args: argparse.Namespace, settings: dict) -> None:
     wav_scp = data_dir / "wav.scp"
     table = read_table(wav_scp)
-    tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
-    converter = TokenIDConverter(token_list=train_args.token_list)
     conf = train_args.preprocessor_conf
     n_samples = int(conf["fs"] * conf["speech_length"])
     keys = sorted(table)
@@ -112,6 +107,9 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
             print(f"skip decoding {out}: done with this model and these settings", file=sys.stderr)
     if not todo:
         return
+    from espnet2.text.build_tokenizer import build_tokenizer
+    from espnet2.text.token_id_converter import TokenIDConverter
+
     from espnet_peft.tasks.s2t import S2TTask
 
     if args.num_threads > 0:
@@ -122,8 +120,10 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                          train_args.preprocessor_conf["notime_symbol"],
                          train_args.preprocessor_conf["first_time_symbol"],
                          train_args.preprocessor_conf["last_time_symbol"])
+    tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
+    converter = TokenIDConverter(token_list=train_args.token_list)
     for data, out in todo:
-        decode_set(model, train_args, prompt, data, out, args, settings)
+        decode_set(model, train_args, prompt, tokenizer, converter, data, out, args, settings)
 
 
 if __name__ == "__main__":

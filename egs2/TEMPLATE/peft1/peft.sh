@@ -114,15 +114,20 @@ decode() {  # <config> <model_file> <decode_root> <set>...: hypotheses in <decod
   if [ "${decoder}" = batch_greedy ]; then batch_decode "$@"; else espnet_decode "$@"; fi
 }
 
-batch_decode() {  # every set in one process; a set is redone unless decode_info.json matches model and settings
+batch_decode_args() {  # <config> <model_file> <decode_root> <set>...: one argument line of s2t_batch_inference
   local config=$1 model=$2 root=$3 set sets=""
   shift 3
   for set in "$@"; do sets+=" --set dump/raw/${set} ${root}/${set}"; done
+  echo "--s2t_train_config ${config} --s2t_model_file ${model} --batch_size ${decode_batch_size}" \
+       "--lang_sym ${lang_token} --task_sym ${task_token}${sets}"
+}
+
+batch_decode() {  # every set in one process; a set is redone unless decode_info.json matches model and settings
+  local root=$3
   mkdir -p "${root}/logdir"
-  log "decoding $* with ${model} -> ${root}/<set>/text"
+  log "decoding ${*:4} with $2 -> ${root}/<set>/text"
   # an arguments file, not the command line: run.pl / slurm.pl hand that to a shell, which reads <eng> as redirection
-  echo "--s2t_train_config ${config} --s2t_model_file ${model} --num_threads ${nj} --batch_size ${decode_batch_size}" \
-       "--lang_sym ${lang_token} --task_sym ${task_token}${sets}" > "${root}/logdir/args.txt"
+  echo "--num_threads ${nj} $(batch_decode_args "$@")" > "${root}/logdir/args.txt"
   ${decode_cmd} "${root}/logdir/decode.log" \
     ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_batch_inference "${root}/logdir/args.txt"
 }
@@ -294,12 +299,10 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     for i in $(seq "${nj}"); do : > "exp/decode_logdir/args.${i}.txt"; done
     i=0
     while read -r -u 3 domain _ _ name _; do
-      set_args="--set dump/raw/${domain}_test exp/${name}/decode/${domain}_test"
-      for set in ${source_test_sets}; do set_args+=" --set dump/raw/${set} exp/${name}/decode/${set}"; done
       # A single best checkpoint: averaging factor matrices is not averaging the effective weights.
-      echo "--s2t_train_config exp/${name}/config.yaml --s2t_model_file exp/${name}/valid.acc.best.pth" \
-           "--batch_size ${decode_batch_size} --lang_sym ${lang_token} --task_sym ${task_token} ${set_args}" \
-           >> "exp/decode_logdir/args.$((i % nj + 1)).txt"
+      # shellcheck disable=SC2086
+      batch_decode_args "exp/${name}/config.yaml" "exp/${name}/valid.acc.best.pth" "exp/${name}/decode" \
+        "${domain}_test" ${source_test_sets} >> "exp/decode_logdir/args.$((i % nj + 1)).txt"
       i=$((i + 1))
     done 3<<< "${experiment_list}"
     ${decode_cmd} JOB=1:"${nj}" exp/decode_logdir/decode.JOB.log \
