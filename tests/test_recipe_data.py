@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from espnet_peft.recipe.sentences import (
     unique_sentences, vocabulary,
 )
 from espnet_peft.recipe.synth import DOMAINS, SPLITS, parse_sizes, plan_corpus, synthesize_corpus
+from espnet_peft.recipe.voice_rules import read_variant, unordinary_reasons
 
 TINY_UTTS = parse_sizes("train=3,dev=3,test=3")
 TINY_SPEAKERS = parse_sizes("train=2,dev=2,test=2")
@@ -140,6 +142,33 @@ def test_unknown_voices_are_refused_before_synthesis(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"espeak-ng lacks the voices \['en-us\+nosuch'\]"):
         synthesize_corpus(tmp_path, utts=TINY_UTTS, speakers=TINY_SPEAKERS, domains=["source"])
     assert not list(tmp_path.rglob("*.wav"))
+
+
+def _variant_dir() -> Path:
+    listing = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
+    return Path(re.search(r"Data at: (\S+)", listing).group(1)) / "voices" / "!v"
+
+
+def test_the_source_voices_are_exactly_the_ordinary_adult_variants():
+    # The rule, not a decoding result, picks the source population: every installed variant that passes is in it.
+    variants = _variant_dir()
+    passing = sorted((p.name for p in variants.iterdir() if not unordinary_reasons(p)), key=str.lower)
+    assert sorted(synth.ADULT_VARIANTS, key=str.lower) == passing
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("Lee", r"F3 at 9%"), ("travis", r"F1 at 50%"), ("Alicia", r"F2 at 150%"), ("whisper", r"voicing 17"),
+    ("croak", r"flutter 20"), ("robosoft3", r"echo amplitude 10000"), ("announcer", r"pitch base 37 Hz"),
+])
+def test_unordinary_variants_are_named_with_the_setting_that_rules_them_out(name, reason):
+    assert any(re.match(reason, r) for r in unordinary_reasons(_variant_dir() / name))
+
+
+def test_variant_settings_are_read_past_comments(tmp_path):
+    path = tmp_path / "v"
+    path.write_text("name v\n// formant 1 10 10 10\nformant 1 110 80 150 // tail\npitch 82 118\n#voicing 0\n")
+    settings = read_variant(path)
+    assert settings.formant_frequency == {1: 110} and settings.pitch_base == 82 and settings.voicing == 100
 
 
 def test_a_failing_synthesis_names_the_utterance(tmp_path):

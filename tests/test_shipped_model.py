@@ -20,7 +20,7 @@ from espnet_peft.recipe.synth import Utterance, draw_speakers, synthesize_uttera
 
 SHIPPED = Path(__file__).resolve().parents[1] / "egs2" / "synthetic" / "peft1" / "source_model"
 #: the embedded recipe's source speakers per split (local/data.sh)
-SOURCE_SPEAKERS = {"train": 32, "dev": 6, "test": 10}
+SOURCE_SPEAKERS = {"train": 46, "dev": 6, "test": 10}
 
 
 def shipped_archive() -> tuple[Path, str]:

@@ -11,7 +11,7 @@ nj=2
 # utterances per split (DOMAIN.SPLIT=N: one domain). source.newtext: new sentences read by the training speakers.
 # child.test=330: the slower child voices push about 6% past the 3.5 s window, and stage 2 drops those.
 sizes="train=400,dev=60,test=300,child.test=330,source.train=16000,source.dev=200,source.newtext=300"
-speakers="train=12,dev=6,test=10,source.train=32"      # speakers per split, disjoint across splits
+speakers="train=12,dev=6,test=10,source.train=46"      # speakers per split, disjoint across splits
 max_words=6      # 4-6 word sentences (1-3.5 s): short utterances let a from-scratch model learn in minutes on CPU
 . utils/parse_options.sh
 
