@@ -577,16 +577,23 @@ def decode(
     config: Path,
     model_file: Path,
     wav_paths: Mapping[str, Path] | Sequence[Path],
+    pre_beam_size: int | None = None,
     **speech2text_kw: Any,
 ) -> dict[str, str]:
     """Decode wavs with the stock inference class; returns utt id -> hypothesis.
 
     `wav_paths` is either {utt_id: path} (e.g. `read_wav_scp(data_dir)`) or a
     list of paths, whose stems become the ids. Special tokens are stripped.
+    `pre_beam_size`: how many of the full scorers' best tokens the partial
+    scorers (CTC) rescore; `Speech2Text` fixes it at int(1.5 * beam_size).
     """
     if not isinstance(wav_paths, Mapping):
         wav_paths = {Path(p).stem: Path(p) for p in wav_paths}
     speech2text = load_speech2text(task, config, model_file, **speech2text_kw)
+    if pre_beam_size is not None:
+        search = speech2text.beam_search
+        search.pre_beam_size = pre_beam_size
+        assert search.do_pre_beam and pre_beam_size < search.n_vocab and search.part_scorers
     text_index = _spec(task).result_text_index
     hyps = {}
     for utt, path in wav_paths.items():

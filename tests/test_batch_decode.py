@@ -12,7 +12,7 @@ import torch
 from espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
 
 from espnet_peft.bin import s2t_batch_inference
-from espnet_peft.inference.greedy import fixed_window, max_length
+from espnet_peft.inference.greedy import CTC_CANDIDATES, fixed_window, max_length
 from espnet_peft.recipe.kaldi_data import read_table
 
 
@@ -29,6 +29,19 @@ def test_batched_greedy_equals_espnet_beam_one(pretrained_s2t: PretrainedModel, 
     assert set(ours) == set(stock)
     # batch size 3 over 4 utterances: one full batch and one partial, rows finishing at different steps
     assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
+
+
+@pytest.mark.parametrize("ctc_weight", [0.3, 0.5])
+def test_joint_ctc_greedy_equals_espnet_beam_one_with_ctc_rescoring(pretrained_s2t: PretrainedModel, tmp_path: Path,
+                                                                    ctc_weight: float) -> None:
+    data_dir = pretrained_s2t.valid_dir
+    # ESPnet's beam search at beam 1, CTC rescoring CTC_CANDIDATES tokens (Speech2Text's own pre-beam is 1 there)
+    stock = decode("s2t", pretrained_s2t.config, pretrained_s2t.model_file, read_wav_scp(data_dir),
+                   ctc_weight=ctc_weight, pre_beam_size=CTC_CANDIDATES)
+    ours = _decode_dir(pretrained_s2t, data_dir, tmp_path / "joint", "--ctc_weight", str(ctc_weight))
+    assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
+    info = json.loads((tmp_path / "joint" / "decode_info.json").read_text())
+    assert info["settings"]["ctc_weight"] == ctc_weight and info["settings"]["ctc_candidates"] == CTC_CANDIDATES
 
 
 def test_length_limit_follows_espnet(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:

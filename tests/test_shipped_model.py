@@ -11,6 +11,7 @@ import torch
 from espnet_fixtures import decode
 
 from espnet_peft.bin import s2t_batch_inference
+from espnet_peft.inference.greedy import CTC_CANDIDATES
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.kaldi_data import DataDir, read_table, write_data_dir
 from espnet_peft.recipe.scoring import score_files
@@ -72,8 +73,26 @@ def test_batched_greedy_equals_espnet_and_the_model_transcribes(fetched, new_sen
         torch.set_num_threads(threads)
     ours = read_table(tmp_path / "ours" / "text")
     assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
+    joint = _joint_ctc_parity(config, model, new_sentences, tmp_path / "joint")
     lengths = {len(v.split()) for v in ours.values()}
     assert len(lengths) > 1, "hypotheses of different lengths: rows leave the batch at different steps"
-    wer = score_files(new_sentences / "text", tmp_path / "ours" / "text", tmp_path / "score", units=["word"])
-    # the card reports 4.7% on 300 such utterances; 16 utterances leave room for chance
-    assert wer["word"].counts.error_rate < 15.0
+    for hyps in (tmp_path / "ours", joint):
+        wer = score_files(new_sentences / "text", hyps / "text", hyps / "score", units=["word"])
+        # the card reports a few % on 300 such utterances; 16 utterances leave room for chance
+        assert wer["word"].counts.error_rate < 15.0
+
+
+def _joint_ctc_parity(config: Path, model: Path, data: Path, out: Path) -> Path:
+    """The recipe's decoding (joint CTC/attention greedy) against ESPnet's beam 1 with the same CTC rescoring."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s2t_batch_inference.main(["--s2t_train_config", str(config), "--s2t_model_file", str(model),
+                                  "--set", str(data), str(out), "--batch_size", "5", "--ctc_weight", "0.3"])
+        stock = decode("s2t", config, model, read_table(data / "wav.scp"), ctc_weight=0.3,
+                       pre_beam_size=CTC_CANDIDATES)
+    finally:
+        torch.set_num_threads(threads)
+    ours = read_table(out / "text")
+    assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
+    return out

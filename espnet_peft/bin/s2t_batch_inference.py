@@ -5,7 +5,9 @@
         [--set DATA_DIR OUT_DIR ...] [--batch_size 64] [--device cpu] [--lang_sym <eng>] [--task_sym <asr>]
 
 Makes the same choices as ``python -m espnet2.bin.s2t_inference --beam_size 1 --ctc_weight 0`` (see
-:mod:`espnet_peft.inference.greedy`), 10-30x faster on CPU. Adapter checkpoints load through the plugin task.
+:mod:`espnet_peft.inference.greedy`), 10-30x faster on CPU; ``--ctc_weight 0.3`` adds CTC prefix scores to the
+``--ctc_candidates`` best tokens of each step (joint CTC/attention, which does not loop). Adapter checkpoints load
+through the plugin task.
 Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id) and ``decode_info.json``
 (the sha256 of the model file and config, and the settings). A set whose ``decode_info.json`` matches the current
 model and settings is skipped; anything else is decoded again, so a retrained model never leaves stale hypotheses.
@@ -24,7 +26,7 @@ import soundfile
 import torch
 from tqdm import tqdm
 
-from espnet_peft.inference.greedy import fixed_window, greedy_decode, make_prompt
+from espnet_peft.inference.greedy import CTC_CANDIDATES, fixed_window, greedy_decode, make_prompt
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.kaldi_data import atomic_write_text, read_table
 
@@ -36,6 +38,7 @@ def decode_settings(args: argparse.Namespace) -> dict:
     return {"model_sha256": file_sha256(Path(args.s2t_model_file)),
             "config_sha256": file_sha256(Path(args.s2t_train_config)),
             "model_file": str(args.s2t_model_file), "search": "greedy", "maxlenratio": args.maxlenratio,
+            "ctc_weight": args.ctc_weight, "ctc_candidates": args.ctc_candidates if args.ctc_weight > 0 else None,
             "lang_sym": args.lang_sym, "task_sym": args.task_sym}
 
 
@@ -71,6 +74,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang_sym", default="<eng>")
     parser.add_argument("--task_sym", default="<asr>")
     parser.add_argument("--maxlenratio", type=float, default=0.0)
+    parser.add_argument("--ctc_weight", type=float, default=0.0,
+                        help="joint CTC/attention greedy search (e.g. 0.3): CTC prefix scores rule out loops")
+    parser.add_argument("--ctc_candidates", type=int, default=CTC_CANDIDATES,
+                        help="decoder's best tokens rescored with CTC per step (with --ctc_weight > 0)")
     return parser
 
 
@@ -87,7 +94,8 @@ def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, t
                       file=sys.stderr):
         batch_keys = keys[first:first + args.batch_size]
         speech = fixed_window([read_audio(k, table[k], wav_scp) for k in batch_keys], n_samples).to(args.device)
-        for key, ids in zip(batch_keys, greedy_decode(model, speech, prompt, args.maxlenratio)):
+        for key, ids in zip(batch_keys, greedy_decode(model, speech, prompt, args.maxlenratio,
+                                                              args.ctc_weight, args.ctc_candidates)):
             tokens = [t for t in converter.ids2tokens(ids) if not (t.startswith("<") and t.endswith(">"))]
             lines.append(f"{key} {tokenizer.tokens2text(tokens)}".rstrip())
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     card = model_card.render(
         args.out.name, sha256, args.out.stat().st_size, n_params, model_card.training_summary(args.exp_dir),
         json.loads(args.corpus.read_text(encoding="utf-8")), scores, args.sets[0], args.command,
-        environment()['cpu'], args.note)
+        environment()['cpu'], args.note, model_card.search_description(args.decode_dir, args.sets[0]))
     card_path = args.card or args.out.parent / "README.md"
     card_path.write_text(card, encoding="utf-8")
     print(f"{args.out} (sha256 {sha256}), card {card_path}")

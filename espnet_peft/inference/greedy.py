@@ -10,7 +10,16 @@ timestamp tokens (``<notimestamps>`` is in the prompt). This module makes the sa
 * the length limit follows ESPnet's ``maxlenratio`` rule (0: the encoder length; > 0: ratio x encoder length;
   < 0: an absolute number of tokens), and a hypothesis still running at the limit is closed there, as ESPnet does.
 
-``tests/test_batch_decode.py`` checks the hypotheses against ``espnet2.bin.s2t_inference`` token for token.
+With ``ctc_weight > 0`` the step is joint CTC/attention, as in ESPnet's beam search with a CTC scorer: the
+``ctc_candidates`` tokens the decoder likes best are rescored with ``(1 - ctc_weight) * decoder + ctc_weight * CTC
+prefix score`` (ESPnet's own ``CTCPrefixScoreTH``), and the best of them is taken. The CTC prefix score of a token
+the audio does not support is very low, so a hypothesis cannot loop ("alice alice alice ...") past what the frames
+hold, and ``<eos>`` is scored by the probability of the whole prefix. ESPnet's ``Speech2Text`` rescores
+``int(1.5 * beam_size)`` candidates, i.e. one at beam 1, where CTC cannot change a choice; this module is that
+search with a wider candidate list (``BatchBeamSearch`` with ``beam_size=1, pre_beam_ratio=ctc_candidates``).
+
+``tests/test_batch_decode.py`` checks the hypotheses against ``espnet2.bin.s2t_inference`` token for token, with and
+without CTC.
 """
 
 from __future__ import annotations
@@ -21,7 +30,10 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+CTC_CANDIDATES = 10  # tokens rescored by CTC per step (ESPnet's pre-beam of a 6-7 wide beam)
 
 
 @dataclass(frozen=True)
@@ -66,13 +78,45 @@ def max_length(maxlenratio: float, encoder_frames: int) -> int:
     return max(1, int(maxlenratio * encoder_frames))
 
 
+class _CTCPrefix:
+    """ESPnet's batched CTC prefix scorer for the rows still decoding; rebuilt when rows leave the batch."""
+
+    def __init__(self, ctc_logp: torch.Tensor, blank: int, eos: int):
+        self.ctc_logp, self.blank, self.eos = ctc_logp, blank, eos
+        self._build(ctc_logp)
+        self.state = None
+
+    def _build(self, logp: torch.Tensor) -> None:
+        lengths = torch.full((logp.size(0),), logp.size(1), dtype=torch.long, device=logp.device)
+        self.impl = CTCPrefixScoreTH(logp.clone(), lengths, self.blank, self.eos)
+
+    def score(self, ys: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``[rows, vocab]`` CTC prefix score gains of each candidate (very low elsewhere)."""
+        scores, self._pending = self.impl(ys, self.state, candidates)
+        return scores
+
+    def advance(self, token: torch.Tensor) -> None:
+        """Keep the CTC state of the chosen token of every row."""
+        r, s, f_min, f_max = self.impl.index_select_state(self._pending, token.unsqueeze(1))
+        self.state = (r, s, f_min, f_max)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        r, s, f_min, f_max = self.state
+        self.ctc_logp = self.ctc_logp[rows]
+        self._build(self.ctc_logp)
+        self.state = (r[:, :, rows], s[rows], f_min, f_max)
+
+
 @torch.no_grad()
-def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt,
-                  maxlenratio: float = 0.0) -> List[List[int]]:
+def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, maxlenratio: float = 0.0,
+                  ctc_weight: float = 0.0, ctc_candidates: int = CTC_CANDIDATES) -> List[List[int]]:
     """Token ids (prompt and ``<eos>`` removed, blanks dropped) for every row of ``speech`` ``[batch, samples]``.
 
-    ``model`` is an ESPnet S2T model (``encode`` + a Transformer-style ``decoder.forward_one_step``) in eval mode.
+    ``model`` is an ESPnet S2T model (``encode`` + a Transformer-style ``decoder.forward_one_step``, and ``ctc`` when
+    ``ctc_weight > 0``) in eval mode.
     """
+    if not 0.0 <= ctc_weight < 1.0:
+        raise ValueError(f"ctc_weight must be in [0, 1): got {ctc_weight} (1 would be CTC decoding)")
     lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long, device=speech.device)
     encoded, _ = model.encode(speech, lengths)
     if isinstance(encoded, tuple):  # intermediate CTC outputs ride along
@@ -82,13 +126,22 @@ def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt,
     ys = torch.tensor(prompt.primer, device=speech.device).repeat(batch, 1)
     active = torch.arange(batch, device=speech.device)
     memory = encoded
+    ctc = _CTCPrefix(model.ctc.log_softmax(encoded), prompt.blank, prompt.eos) if ctc_weight > 0 else None
+    if ctc is not None:  # CTCPrefixScoreTH counts the prompt as output and cannot score a prefix longer than the frames
+        steps = min(steps, frames - len(prompt.primer) + 2)
     cache: Optional[List[torch.Tensor]] = None
     hyps: List[List[int]] = [[] for _ in range(batch)]
     for step in range(steps):
         mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
         logp, cache = model.decoder.forward_one_step(ys, mask, memory, cache=cache)
         logp[:, prompt.suppressed] = float("-inf")
-        token = logp.argmax(dim=-1)
+        if ctc is None:
+            token = logp.argmax(dim=-1)
+        else:
+            candidates = logp.topk(min(ctc_candidates, logp.size(-1)), dim=-1).indices
+            joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates)
+            token = candidates.gather(1, joint.gather(1, candidates).argmax(dim=-1, keepdim=True)).squeeze(1)
+            ctc.advance(token)
         ended = token == prompt.eos
         for row, tok in zip(active.tolist(), token.tolist()):
             if tok != prompt.eos:
@@ -101,5 +154,7 @@ def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt,
         if not keep.all():  # finished rows leave the batch, with their cache
             active, memory, token, ys = active[keep], memory[keep], token[keep], ys[keep]
             cache = [layer[keep] for layer in cache]
+            if ctc is not None:
+                ctc.keep(keep.nonzero().squeeze(1))
         ys = torch.cat([ys, token.unsqueeze(1)], dim=1)
     return [[t for t in hyp if t != prompt.blank] for hyp in hyps]

@@ -63,6 +63,18 @@ def set_scores(decode_dir: Path, sets: Sequence[str]) -> Dict[str, Dict[str, Any
     return scores
 
 
+def search_description(decode_dir: Path, set_name: str) -> str:
+    """How the zero-shot hypotheses were searched, from ``decode_info.json`` (``s2t_batch_inference``)."""
+    path = decode_dir / set_name / "decode_info.json"
+    if not path.is_file():
+        return "ESPnet s2t_inference"
+    settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    if settings.get("ctc_weight"):
+        return (f"batched joint CTC/attention greedy: CTC weight {settings['ctc_weight']}, the decoder's "
+                f"{settings['ctc_candidates']} best tokens rescored per step")
+    return "batched greedy, attention decoder alone"
+
+
 def training_summary(exp_dir: Path) -> Dict[str, Any]:
     config = yaml.safe_load((exp_dir / "config.yaml").read_text(encoding="utf-8"))
     steps = int(config["max_epoch"]) * int(config["num_iters_per_epoch"])
@@ -78,7 +90,7 @@ def training_summary(exp_dir: Path) -> Dict[str, Any]:
 
 def render(name: str, sha256: str, size_bytes: int, n_params: int, training: Mapping[str, Any],
            corpus: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]], reference_set: str, command: str,
-           hardware: str, notes: Optional[List[str]] = None) -> str:
+           hardware: str, notes: Optional[List[str]] = None, search: str = "greedy decoding, batched") -> str:
     """The card as Markdown."""
     wall = training.get("wall_time_s")
     valid = training.get("valid") or {}
@@ -109,7 +121,7 @@ def render(name: str, sha256: str, size_bytes: int, n_params: int, training: Map
     for set_name, info in sorted(corpus.get("dirs", {}).items()):
         lines.append(f"| {set_name} | {info['utterances']} | {len(info['speakers'])} | {info['hours']:.2f} |")
     reference = scores[reference_set]["error_rate"]
-    lines += ["", "## Zero-shot results (greedy decoding, batched)", "",
+    lines += ["", f"## Zero-shot results ({search})", "",
               "| set | WER % | x source WER | insertions % | longest hyp / ref | hyps >= 2x ref |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for set_name, score in scores.items():

@@ -23,7 +23,9 @@ sweep=                    # "method:field=v1,v2,..." specs (spaces or ';' betwee
 target_domains="child accent"   # each domain D uses sets ${D}_train ${D}_dev ${D}_test
 source_train_set=source_train
 source_dev_set=source_dev
-source_test_sets=source_test    # forgetting is measured on these
+source_test_sets=source_test    # forgetting is measured on these (the report and the analysis use the first)
+source_model_test_sets=   # more source-domain sets that only the source model is decoded on (stage 6), e.g. new
+                          # sentences read by the training voices: in-domain generalisation of the source model
 local_data_opts=          # options passed to local/data.sh
 source_model=             # empty: pretrain the embedded model; a dir (config.yaml + model.pth), a packed model
                           # (espnet2.bin.pack zip) or a hub tag
@@ -40,8 +42,10 @@ max_sec=5.5
 fs=16000
 lang_token="<eng>"
 task_token="<asr>"
-decoder=batch_greedy      # batch_greedy: espnet_peft.bin.s2t_batch_inference (ESPnet's beam 1 / ctc_weight 0
-                          # choices, many utterances per pass); espnet: espnet2.bin.s2t_inference + inference_args
+decoder=batch_greedy      # batch_greedy: espnet_peft.bin.s2t_batch_inference (many utterances per pass; ESPnet's
+                          # beam-1 choices); espnet: espnet2.bin.s2t_inference + inference_args
+decode_ctc_weight=0.3     # batch_greedy: joint CTC/attention greedy (CTC rescores the decoder's 10 best tokens per
+                          # step), which does not loop; 0: the decoder alone (= s2t_inference --beam_size 1)
 decode_batch_size=64      # utterances per forward pass of batch_greedy
 inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"   # decoder=espnet only
 analyses="cka,lens,contribution,branches,energy"   # stage 13 (python -m espnet_peft.bin.analyze --analyses)
@@ -63,7 +67,7 @@ done
 
 train_sets="${source_train_set}"
 dev_sets="${source_dev_set}"
-test_sets="${source_test_sets}"
+test_sets="${source_test_sets} ${source_model_test_sets}"
 for d in ${target_domains}; do
   train_sets+=" ${d}_train"; dev_sets+=" ${d}_dev"; test_sets+=" ${d}_test"
 done
@@ -119,7 +123,7 @@ batch_decode_args() {  # <config> <model_file> <decode_root> <set>...: one argum
   shift 3
   for set in "$@"; do sets+=" --set dump/raw/${set} ${root}/${set}"; done
   echo "--s2t_train_config ${config} --s2t_model_file ${model} --batch_size ${decode_batch_size}" \
-       "--lang_sym ${lang_token} --task_sym ${task_token}${sets}"
+       "--ctc_weight ${decode_ctc_weight} --lang_sym ${lang_token} --task_sym ${task_token}${sets}"
 }
 
 batch_decode() {  # every set in one process; a set is redone unless decode_info.json matches model and settings

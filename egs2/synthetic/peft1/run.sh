@@ -25,7 +25,8 @@ fi
 ./peft.sh \
     --source_train_set source_train \
     --source_dev_set source_dev \
-    --source_test_sets "source_test source_newtext" \
+    --source_test_sets source_test \
+    --source_model_test_sets source_newtext \
     --target_domains "child accent" \
     --source_config conf/train_source.yaml \
     --finetune_config conf/finetune.yaml \
