@@ -6,7 +6,7 @@ Every configuration gets its own fresh model, built from the same seed, and the 
 * ``inference``: forward only, ``model.eval()`` under ``torch.inference_mode()``;
 * ``frozen_floor``: no trainable parameter; forward + backward from the loss down to the output of the conv2d input
   layer ``embed`` (made a leaf that requires grad), i.e. down to the input of the first adapted block, with no weight
-  gradient anywhere (see ``/work/shared/notes/adapter-math.md``, "Frozen step for benchmarks");
+  gradient anywhere (see ``docs/adapter-math.md``, "Frozen step for benchmarks");
 * ``full_finetune``: every parameter trainable (the backward then also runs through ``embed``);
 * ``lora``, ``dora``, ``pissa``, ``ssvd``, ``ssvd_o``: our adapters on the attention q/k/v/out and feed-forward
   w_1/w_2 linears of every block, at a budget matched with ``espnet_peft.budget.match_budget`` (by default the size of

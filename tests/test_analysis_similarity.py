@@ -1,5 +1,5 @@
 """Similarity family of espnet_peft.analysis: CKA (full, streaming, minibatch), SVCCA / PWCCA, neuron-level
-MaxCorr / MinCorr / LinReg, and attention-map JS similarity. Definitions: /work/shared/notes/analysis-methods.md."""
+MaxCorr / MinCorr / LinReg, and attention-map JS similarity. Definitions: docs/analysis-definitions.md."""
 
 import math
 

@@ -24,5 +24,5 @@ Inside-the-model family (which layers and branches did an adapter change, and di
 * ``espnet_peft.analysis.adapter_energy``: SVD energy and ``k90`` of every adapter's bottleneck activations and of
   their gradients (trained vs freshly initialised adapters).
 
-The definitions follow ``/work/shared/notes/analysis-methods.md``.
+The definitions, written from this code, are in ``docs/analysis-definitions.md`` (one section per analysis).
 """

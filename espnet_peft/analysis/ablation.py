@@ -3,7 +3,7 @@
 Erasing block ``l`` makes it return its input unchanged (a forward hook swaps the hidden part of the block's output
 for the hidden part of its input and keeps the tuple structure, e.g. ``((x, pos_emb), mask)`` with relative
 positional encodings), so the next block sees what block ``l`` received. The model then runs as usual: encoder final
-norm, CTC head. Two schedules (``/work/shared/notes/analysis-methods.md``, "Layer ablation"):
+norm, CTC head. Two schedules (``docs/analysis-definitions.md``, "Layer ablation"):
 
 * ``single``: erase each block alone;
 * ``cumulative``: erase blocks ``0..l`` from the bottom up, so the last entry erases every block and leaves the

@@ -1,20 +1,22 @@
 """SVD energy of adapter activations and of their gradients: how many directions does an adapter really use?
 
 Every adapter layer passes its low-dimensional intermediate through an ``nn.Identity`` probe, ``bottleneck``
-(``espnet_peft.tuners.base.AdapterLayer``): LoRA / DoRA / PiSSA ``A drop(x)`` (``r`` dims), SSVD / SSVD-O ``core V_k^T x``
-(``k`` dims, see ``tuners/subspace_rotation.py``). Over all batches, the rows (one per token the layer sees) of the
-activation matrix ``Z [N, r]`` and of the gradient matrix ``dL/dZ [N, r]`` are stacked, and per matrix
+(``espnet_peft.tuners.base.AdapterLayer``): LoRA / DoRA / PiSSA ``A drop(x)`` (``r`` dims), SSVD / SSVD-O
+``core V_k^T x`` (``k`` dims, see ``tuners/subspace_rotation.py``). Over all batches, the rows (one per token the
+layer sees) of the activation matrix ``Z [N, r]`` and of the gradient matrix ``dL/dZ [N, r]`` are stacked, and per
+matrix
 
     E_k = sum_{i<=k} sigma_i^2 / sum_i sigma_i^2,    k90 = min{k : E_k >= 0.9}
 
-(``/work/shared/notes/analysis-methods.md``, "SVD energy"). ``r`` is small, so ``Z^T Z`` is accumulated in float64
-(its eigenvalues are the ``sigma_i^2``) instead of keeping ``Z``. Uncentred, as an SVD of the stacked rows.
+(``docs/analysis-definitions.md``, "Adapter SVD energy"). ``r`` is small, so ``Z^T Z`` is accumulated in float64 (its
+eigenvalues are the ``sigma_i^2``) instead of keeping ``Z``. Uncentred, as an SVD of the stacked rows.
 
 The seed's finding is a comparison: trained activations collapse onto a few directions while their gradients spread
 out. Run ``adapter_energy`` on the trained model and on the same model with freshly initialised adapters (same
-injection, no training) and put them side by side with ``compare_energy``. Note that at initialisation LoRA's ``B``
-and SSVD's core are zero, so the gradient at the bottleneck is exactly zero there: its ``grad_k90`` is 0 (see
-``EnergyStats``); perturb or briefly train the untrained adapters when the gradient side matters.
+injection, no training) and put them side by side with ``compare_energy``. Note that at initialisation LoRA's and
+DoRA's ``B`` is zero, so the gradient at their bottleneck is exactly zero (``grad_k90`` is 0), and the SSVD / SSVD-O
+core is zero, so their bottleneck activation is exactly zero (``act_k90`` is 0; the gradient is not); see
+``EnergyStats``. Perturb or briefly train the untrained adapters when the zero side matters.
 
 Gradients are taken with ``torch.autograd.grad`` with respect to the probed activations only, so no parameter's
 ``.grad`` is created or changed. Every token the layer sees counts, padding included: batches without padding

@@ -11,11 +11,11 @@ architecture (the blocks' ``forward`` in espnet / espnet2):
 * E-Branchformer (``e_branchformer_encoder.py``): ``feed_forward_macaron``, ``merge`` (the ``merge_proj`` output: the
   attention and cgMLP branches are concatenated, fused and projected *before* the residual add), ``feed_forward``
   (then ``norm_final``). Its ``attn`` and ``cgmlp`` branch outputs are reported too, but they are not residual
-  updates themselves (``Branch.residual`` is False): the notes ask for the merged branch and each branch's norm.
+  updates themselves (``Branch.residual`` is False): they show each branch's size next to the merged update.
 
 With ``concat_after`` the attention update is ``concat_linear([x, att])``, so that module is read as ``self_attn``.
 Per frame the value is ``||branch update|| / ||block input||``, averaged over real frames. In a pre-norm block the
-residual updates sum to the block's pre-``norm_final`` update. See ``/work/shared/notes/analysis-methods.md``, "Layer
+residual updates sum to the block's pre-``norm_final`` update. See ``docs/analysis-definitions.md``, "Branch
 contribution".
 """
 

@@ -1,7 +1,7 @@
 """Centred kernel alignment (CKA): linear, RBF and debiased; full, exact-streaming and minibatch.
 
-Definitions (``/work/shared/notes/analysis-methods.md``), for representations ``X [n, p]`` and ``Y [n, q]`` of the same
-``n`` inputs, ``H = I - 11^T / n``:
+Definitions (``docs/analysis-definitions.md``, sections "Linear CKA" to "CKA matrices and drift"), for representations
+``X [n, p]`` and ``Y [n, q]`` of the same ``n`` inputs, ``H = I - 11^T / n``:
 
 * linear CKA ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)`` on column-centred data (feature space: no ``n x n`` matrix);
 * kernel CKA ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` with ``HSIC(K, L) = <HKH, HLH>_F / (n - 1)^2``;

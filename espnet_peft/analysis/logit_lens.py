@@ -9,7 +9,7 @@ hypotheses (argmax, collapse repeats, drop blank), their CER when a ``decode`` f
 
 Audio classification (Hugging Face ``WhisperForAudioClassification``, which has no CTC head): the model's own
 ``projector`` -> mean over frames -> ``classifier`` applied to each encoder layer, fed exactly as the model feeds its
-head (see ``classification_lens``). See ``/work/shared/notes/analysis-methods.md``, "Logit lens".
+head (see ``classification_lens``). See ``docs/analysis-definitions.md``, "Logit lens".
 
 Not covered: ESPnet models with a ``postencoder`` (the head would then not see the encoder output).
 """
