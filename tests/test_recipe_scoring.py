@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from espnet_peft.bin import make_report, score
-from espnet_peft.recipe import bootstrap, report, scoring
+from espnet_peft.recipe import bootstrap, comparisons, report, scoring
 from espnet_peft.recipe.text_norm import normalize_text
 
 
@@ -419,3 +419,17 @@ def test_report_reads_real_score_dirs(tmp_path: Path) -> None:
     assert rows[0]["target_wer"]["point"] == pytest.approx(100 * 2 / 6, abs=1e-3)  # results are rounded
     assert rows[1]["learning"]["point"] == pytest.approx(100.0)
     assert rows[1]["forgetting"]["point"] == pytest.approx(50.0)
+
+
+def test_ssvd_o_is_compared_with_ssvd_once_besides_full_and_lora() -> None:
+    rng = np.random.default_rng(0)
+    ref = {"target": rng.integers(5, 20, size=50), "source": rng.integers(5, 20, size=40)}
+    errors = {m: {role: rng.binomial(words, 0.3) for role, words in ref.items()}
+              for m in ("full", "lora", "ssvd", "ssvd_o")}
+    pairs = [(c.method, c.reference) for c in comparisons.compare("child", errors, ref, n_resamples=50)
+             if c.aspect == "learning"]
+    assert pairs == [("lora", "full"), ("ssvd", "full"), ("ssvd_o", "full"), ("ssvd", "lora"), ("ssvd_o", "lora"),
+                     ("ssvd_o", "ssvd")]
+    without_ssvd = {m: e for m, e in errors.items() if m != "ssvd"}
+    assert ("ssvd_o", "ssvd") not in [(c.method, c.reference)
+                                      for c in comparisons.compare("child", without_ssvd, ref, n_resamples=50)]

@@ -1,6 +1,7 @@
 """Which differences between methods the data support: paired bootstrap intervals, and a sentence made from each.
 
-Every method (its default config's row) is compared with full fine-tuning and with LoRA, each pair once, on learning
+Every method (its default config's row) is compared with full fine-tuning and with LoRA, each pair once, and SSVD-O
+with SSVD (the pair the SSVD-O paper's claim is about), on learning
 (the difference of target WERs) and on forgetting (the difference of source WERs), in absolute points: negative means
 the method learns more / forgets less than the reference. Both systems are resampled on the same utterances and their
 seeds pooled (``bootstrap.pooled_errors``). A difference is *significant* when its interval, rounded as printed,
@@ -18,6 +19,8 @@ from espnet_peft.recipe import bootstrap
 
 #: the references every method is compared with, in this order (full fine-tuning first: PEFT vs full, then vs LoRA)
 REFERENCES = ("full", "lora")
+#: method pairs compared besides those with a reference: (method, reference)
+EXTRA_PAIRS = (("ssvd_o", "ssvd"),)
 #: aspect -> the test set role whose WER difference measures it
 ASPECTS = {"learning": "target", "forgetting": "source"}
 #: what a negative / positive significant difference means
@@ -67,14 +70,15 @@ def compare(domain: str, errors: Mapping[str, Mapping[str, np.ndarray]], ref_wor
     ``errors``: method -> role ("target" / "source") -> per-utterance errors pooled over seeds, all on the same
     utterances as ``ref_words`` (role -> reference words per utterance).
     """
+    pairs = [(m, r) for r in REFERENCES if r in errors for m in errors if m != r]
+    pairs += [(m, r) for m, r in EXTRA_PAIRS if m in errors and r in errors]
     done, comparisons = set(), []
-    for reference in (r for r in REFERENCES if r in errors):
-        for method in errors:
-            if method == reference or frozenset((method, reference)) in done:
-                continue
-            done.add(frozenset((method, reference)))
-            for aspect, role in ASPECTS.items():
-                difference = bootstrap.paired_difference_ci(errors[method][role], errors[reference][role],
-                                                            ref_words[role], n_resamples, seed, confidence)
-                comparisons.append(Comparison(domain, method, reference, aspect, _rounded(difference)))
+    for method, reference in pairs:
+        if frozenset((method, reference)) in done:
+            continue
+        done.add(frozenset((method, reference)))
+        for aspect, role in ASPECTS.items():
+            difference = bootstrap.paired_difference_ci(errors[method][role], errors[reference][role],
+                                                        ref_words[role], n_resamples, seed, confidence)
+            comparisons.append(Comparison(domain, method, reference, aspect, _rounded(difference)))
     return comparisons
