@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
 
 from espnet_peft.bin import s2t_batch_inference
-from espnet_peft.inference.greedy import CTC_CANDIDATES, fixed_window, max_length
+from espnet_peft.inference.greedy import CTC_CANDIDATES, _CTCPrefix, fixed_window, max_length
 from espnet_peft.recipe.kaldi_data import read_table
 
 
@@ -40,7 +41,8 @@ def test_joint_ctc_greedy_equals_espnet_beam_one_with_ctc_rescoring(pretrained_s
     # ESPnet's beam search at beam 1, CTC rescoring CTC_CANDIDATES tokens (Speech2Text's own pre-beam is 1 there)
     stock = decode("s2t", pretrained_s2t.config, pretrained_s2t.model_file, read_wav_scp(data_dir),
                    ctc_weight=ctc_weight, pre_beam_size=CTC_CANDIDATES)
-    ours = _decode_dir(pretrained_s2t, data_dir, tmp_path / "joint", "--ctc_weight", str(ctc_weight))
+    ours = _decode_dir(pretrained_s2t, data_dir, tmp_path / "joint", "--ctc_weight", str(ctc_weight),
+                       "--ctc_prefix", "espnet")
     assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
     info = json.loads((tmp_path / "joint" / "decode_info.json").read_text())
     assert info["settings"]["ctc_weight"] == ctc_weight and info["settings"]["ctc_candidates"] == CTC_CANDIDATES
@@ -90,3 +92,29 @@ def test_unreadable_audio_names_the_utterance(pretrained_s2t: PretrainedModel, t
     with pytest.raises(SystemExit, match="utt-broken"):
         _decode_dir(pretrained_s2t, data, tmp_path / "out")
     assert FS == 16000
+
+
+@pytest.mark.parametrize("prefix", ["text", "espnet"])
+def test_text_prefix_scores_the_transcript_as_ctc_does_and_espnets_bars_the_first_frames(prefix: str) -> None:
+    """Summed over the steps, the chosen tokens' CTC gains are log p_CTC(transcript | audio) (torch's ctc_loss) when
+    the scorer sees the transcript alone; ESPnet's prompt-counting scorer loses the paths that start in frames 0-2."""
+    torch.manual_seed(0)
+    frames, vocab, blank, eos = 12, 9, 0, 8
+    logp = torch.randn(1, frames, vocab).mul(3).log_softmax(-1)
+    logp[0, :3, 1] += 6.0  # the first label is spoken at once
+    logp = logp.log_softmax(-1)
+    primer, transcript = [eos, 5, 6, 7], [1, 2, 3]  # <sos> = <eos> as in ESPnet; then <lang> <task> <notimestamps>
+    scorer = _CTCPrefix(logp, blank, eos, skip=len(primer) - 1 if prefix == "text" else 0)
+    ys, total = torch.tensor([primer]), 0.0
+    for token in [*transcript, eos]:
+        candidates = torch.tensor([[token, 4]])
+        total += scorer.score(ys, candidates)[0, token].item()
+        if token != eos:
+            scorer.advance(torch.tensor([token]))
+            ys = torch.cat([ys, torch.tensor([[token]])], dim=1)
+    expected = -F.ctc_loss(logp.transpose(0, 1), torch.tensor([transcript]), torch.tensor([frames]),
+                           torch.tensor([len(transcript)]), blank=blank, reduction="sum").item()
+    if prefix == "text":
+        assert total == pytest.approx(expected, abs=1e-4)
+    else:
+        assert total < expected - 1.0

@@ -74,9 +74,11 @@ def test_batched_greedy_equals_espnet_and_the_model_transcribes(fetched, new_sen
     ours = read_table(tmp_path / "ours" / "text")
     assert {k: ours.get(k, "") for k in stock} == {k: v.strip() for k, v in stock.items()}
     joint = _joint_ctc_parity(config, model, new_sentences, tmp_path / "joint")
+    s2t_batch_inference.main(["--s2t_train_config", str(config), "--s2t_model_file", str(model), "--set",
+                              str(new_sentences), str(tmp_path / "recipe"), "--batch_size", "5", "--ctc_weight", "0.5"])
     lengths = {len(v.split()) for v in ours.values()}
     assert len(lengths) > 1, "hypotheses of different lengths: rows leave the batch at different steps"
-    for hyps in (tmp_path / "ours", joint):
+    for hyps in (tmp_path / "ours", joint, tmp_path / "recipe"):
         wer = score_files(new_sentences / "text", hyps / "text", hyps / "score", units=["word"])
         # the card reports a few % on 300 such utterances; 16 utterances leave room for chance
         assert wer["word"].counts.error_rate < 15.0
@@ -88,7 +90,8 @@ def _joint_ctc_parity(config: Path, model: Path, data: Path, out: Path) -> Path:
     torch.set_num_threads(1)
     try:
         s2t_batch_inference.main(["--s2t_train_config", str(config), "--s2t_model_file", str(model),
-                                  "--set", str(data), str(out), "--batch_size", "5", "--ctc_weight", "0.3"])
+                                  "--set", str(data), str(out), "--batch_size", "5", "--ctc_weight", "0.3",
+                                  "--ctc_prefix", "espnet"])
         stock = decode("s2t", config, model, read_table(data / "wav.scp"), ctc_weight=0.3,
                        pre_beam_size=CTC_CANDIDATES)
     finally:

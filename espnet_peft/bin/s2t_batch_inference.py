@@ -26,7 +26,7 @@ import soundfile
 import torch
 from tqdm import tqdm
 
-from espnet_peft.inference.greedy import CTC_CANDIDATES, fixed_window, greedy_decode, make_prompt
+from espnet_peft.inference.greedy import CTC_CANDIDATES, CTC_PREFIXES, fixed_window, greedy_decode, make_prompt
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.kaldi_data import atomic_write_text, read_table
 
@@ -39,6 +39,7 @@ def decode_settings(args: argparse.Namespace) -> dict:
             "config_sha256": file_sha256(Path(args.s2t_train_config)),
             "model_file": str(args.s2t_model_file), "search": "greedy", "maxlenratio": args.maxlenratio,
             "ctc_weight": args.ctc_weight, "ctc_candidates": args.ctc_candidates if args.ctc_weight > 0 else None,
+            "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None,
             "lang_sym": args.lang_sym, "task_sym": args.task_sym}
 
 
@@ -78,6 +79,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="joint CTC/attention greedy search (e.g. 0.3): CTC prefix scores rule out loops")
     parser.add_argument("--ctc_candidates", type=int, default=CTC_CANDIDATES,
                         help="decoder's best tokens rescored with CTC per step (with --ctc_weight > 0)")
+    parser.add_argument("--ctc_prefix", choices=CTC_PREFIXES, default="text",
+                        help="text: CTC scores the transcript after the prompt; espnet: prompt tokens count as "
+                        "emitted labels, as in ESPnet's beam search (bars the first frames; for parity checks)")
     return parser
 
 
@@ -95,7 +99,8 @@ def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, t
         batch_keys = keys[first:first + args.batch_size]
         speech = fixed_window([read_audio(k, table[k], wav_scp) for k in batch_keys], n_samples).to(args.device)
         for key, ids in zip(batch_keys, greedy_decode(model, speech, prompt, args.maxlenratio,
-                                                              args.ctc_weight, args.ctc_candidates)):
+                                                              args.ctc_weight, args.ctc_candidates,
+                                                              args.ctc_prefix)):
             tokens = [t for t in converter.ids2tokens(ids) if not (t.startswith("<") and t.endswith(">"))]
             lines.append(f"{key} {tokenizer.tokens2text(tokens)}".rstrip())
     out_dir.mkdir(parents=True, exist_ok=True)

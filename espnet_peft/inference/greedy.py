@@ -18,8 +18,16 @@ hold, and ``<eos>`` is scored by the probability of the whole prefix. ESPnet's `
 ``int(1.5 * beam_size)`` candidates, i.e. one at beam 1, where CTC cannot change a choice; this module is that
 search with a wider candidate list (``BatchBeamSearch`` with ``beam_size=1, pre_beam_ratio=ctc_candidates``).
 
+The CTC prefix is the transcript alone (``ctc_prefix="text"``, the default). ESPnet's beam search hands the scorer
+the whole hypothesis, OWSM prompt included, and ``CTCPrefixScoreTH`` counts every token after ``<sos>`` as an
+emitted label: the first transcript token then cannot start before encoder frame ``len(primer) - 1`` (3 frames,
+180 ms at 6x subsampling), and speech that starts at once loses its first sounds ("why was" -> "was", "jane's" ->
+"ge's"; on the embedded source model, source_dev WER at CTC weight 0.5 rose from 11 to 25%). ``ctc_prefix="espnet"``
+keeps ESPnet's behaviour, for parity checks.
+
 ``tests/test_batch_decode.py`` checks the hypotheses against ``espnet2.bin.s2t_inference`` token for token, without
-CTC and at the recipe's CTC weight 0.3 (at 0.5 an untrained model's run-on hypotheses end later than ESPnet's: open).
+CTC and, with ``ctc_prefix="espnet"``, at the recipe's CTC weight 0.3 (at 0.5 an untrained model's run-on hypotheses
+end later than ESPnet's: open); and that the text prefix scores the first token as a prompt-free CTC would.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
 from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
 
 CTC_CANDIDATES = 10  # tokens rescored by CTC per step (ESPnet's pre-beam of a 6-7 wide beam)
+CTC_PREFIXES = ("text", "espnet")  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,9 @@ def max_length(maxlenratio: float, encoder_frames: int) -> int:
 class _CTCPrefix:
     """ESPnet's batched CTC prefix scorer for the rows still decoding; rebuilt when rows leave the batch."""
 
-    def __init__(self, ctc_logp: torch.Tensor, blank: int, eos: int):
-        self.ctc_logp, self.blank, self.eos = ctc_logp, blank, eos
+    def __init__(self, ctc_logp: torch.Tensor, blank: int, eos: int, skip: int = 0):
+        # skip: leading prompt tokens hidden from the scorer (its first token stands for <sos>)
+        self.ctc_logp, self.blank, self.eos, self.skip = ctc_logp, blank, eos, skip
         self._build(ctc_logp)
         self.state = None
 
@@ -92,7 +102,7 @@ class _CTCPrefix:
 
     def score(self, ys: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """``[rows, vocab]`` CTC prefix score gains of each candidate (very low elsewhere)."""
-        scores, self._pending = self.impl(ys, self.state, candidates)
+        scores, self._pending = self.impl(ys[:, self.skip:], self.state, candidates)
         return scores
 
     def advance(self, token: torch.Tensor) -> None:
@@ -109,14 +119,17 @@ class _CTCPrefix:
 
 @torch.no_grad()
 def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, maxlenratio: float = 0.0,
-                  ctc_weight: float = 0.0, ctc_candidates: int = CTC_CANDIDATES) -> List[List[int]]:
+                  ctc_weight: float = 0.0, ctc_candidates: int = CTC_CANDIDATES,
+                  ctc_prefix: str = "text") -> List[List[int]]:
     """Token ids (prompt and ``<eos>`` removed, blanks dropped) for every row of ``speech`` ``[batch, samples]``.
 
     ``model`` is an ESPnet S2T model (``encode`` + a Transformer-style ``decoder.forward_one_step``, and ``ctc`` when
-    ``ctc_weight > 0``) in eval mode.
+    ``ctc_weight > 0``) in eval mode. ``ctc_prefix``: see the module docstring.
     """
     if not 0.0 <= ctc_weight < 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1): got {ctc_weight} (1 would be CTC decoding)")
+    if ctc_prefix not in CTC_PREFIXES:
+        raise ValueError(f"ctc_prefix must be one of {CTC_PREFIXES}: got {ctc_prefix!r}")
     lengths = torch.full((speech.size(0),), speech.size(1), dtype=torch.long, device=speech.device)
     encoded, _ = model.encode(speech, lengths)
     if isinstance(encoded, tuple):  # intermediate CTC outputs ride along
@@ -126,9 +139,10 @@ def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, 
     ys = torch.tensor(prompt.primer, device=speech.device).repeat(batch, 1)
     active = torch.arange(batch, device=speech.device)
     memory = encoded
-    ctc = _CTCPrefix(model.ctc.log_softmax(encoded), prompt.blank, prompt.eos) if ctc_weight > 0 else None
-    if ctc is not None:  # CTCPrefixScoreTH counts the prompt as output and cannot score a prefix longer than the frames
-        steps = min(steps, frames - len(prompt.primer) + 2)
+    skip = len(prompt.primer) - 1 if ctc_prefix == "text" else 0
+    ctc = _CTCPrefix(model.ctc.log_softmax(encoded), prompt.blank, prompt.eos, skip) if ctc_weight > 0 else None
+    if ctc is not None:  # CTCPrefixScoreTH cannot score a prefix of more labels than frames
+        steps = min(steps, frames - len(prompt.primer) + 2 + skip)
     cache: Optional[List[torch.Tensor]] = None
     hyps: List[List[int]] = [[] for _ in range(batch)]
     for step in range(steps):

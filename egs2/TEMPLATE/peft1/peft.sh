@@ -44,7 +44,7 @@ lang_token="<eng>"
 task_token="<asr>"
 decoder=batch_greedy      # batch_greedy: espnet_peft.bin.s2t_batch_inference (many utterances per pass; ESPnet's
                           # beam-1 choices); espnet: espnet2.bin.s2t_inference + inference_args
-decode_ctc_weight=0.3     # batch_greedy: joint CTC/attention greedy (CTC rescores the decoder's 10 best tokens per
+decode_ctc_weight=0.5     # batch_greedy: joint CTC/attention greedy (CTC rescores the decoder's 10 best tokens per
                           # step), which does not loop; 0: the decoder alone (= s2t_inference --beam_size 1)
 decode_batch_size=64      # utterances per forward pass of batch_greedy
 inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"   # decoder=espnet only
