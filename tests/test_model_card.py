@@ -57,7 +57,7 @@ def test_card_has_the_checksum_the_command_and_ratios_to_the_reference_set(exp_d
     _score(decode, "source_test", 8.0, 0)
     _score(decode, "child_test", 40.0, 2)
     (decode / "source_test" / "decode_info.json").write_text(
-        json.dumps({"settings": {"ctc_weight": 0.3, "ctc_candidates": 10}}), encoding="utf-8")
+        json.dumps({"settings": {"ctc_weight": 0.3, "ctc_candidates": 10, "ctc_prefix": "text"}}), encoding="utf-8")
     scores = model_card.set_scores(decode, ["source_test", "child_test"])
     corpus = {"seed": 1, "max_words": 6, "sample_rate": 16000,
               "dirs": {"source_train": {"utterances": 100, "speakers": ["a", "b"], "hours": 0.1}}}
@@ -66,7 +66,8 @@ def test_card_has_the_checksum_the_command_and_ratios_to_the_reference_set(exp_d
                              search=model_card.search_description(decode, "source_test"))
     assert f"sha256 `{'ab' * 32}`" in card and "`./run.sh --retrain_source true`" in card
     assert "| child_test | 40.00 | 5.00 | 1.00 | 1.50 | 2 |" in card  # 5x the source WER
-    assert "CTC weight 0.3" in card and "0.67 h of training in 2 pieces" in card
+    assert "CTC weight 0.3" in card and "CTC prefix: the transcript after the prompt" in card
+    assert "0.67 h of training in 2 pieces" in card
     assert "| source_train | 100 | 2 | 0.10 |" in card
 
 

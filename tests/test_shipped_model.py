@@ -85,7 +85,8 @@ def test_batched_greedy_equals_espnet_and_the_model_transcribes(fetched, new_sen
 
 
 def _joint_ctc_parity(config: Path, model: Path, data: Path, out: Path) -> Path:
-    """The recipe's decoding (joint CTC/attention greedy) against ESPnet's beam 1 with the same CTC rescoring."""
+    """Joint CTC/attention greedy with ESPnet's CTC prefix (the prompt counted as labels) against ESPnet's beam 1
+    with the same CTC rescoring."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -349,10 +349,9 @@ def comparison_lines(block: Mapping[str, Any], confidence: float) -> List[str]:
     """The domain's significance statements as a markdown list (none without a reference row)."""
     if not block["comparisons"]:
         return []
-    return ["", f"Differences to full fine-tuning and to LoRA, and of SSVD-O to SSVD (WER of the method minus the "
-                f"reference's, absolute "
-                f"points, {confidence:.0%} paired bootstrap interval over utterances pooled over seeds; significant "
-                "when it excludes 0):", "",
+    return ["", "Differences to full fine-tuning and to LoRA, and of SSVD-O to SSVD (WER of the method minus the "
+                f"reference's, absolute points, {confidence:.0%} paired bootstrap interval over utterances pooled "
+                "over seeds; significant when it excludes 0):", "",
             *(f"- {c['statement']}" for c in block["comparisons"])]
 
 
