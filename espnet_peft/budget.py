@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from torch import nn
 
+from espnet_peft.targets import find_targets
 from espnet_peft.tuners import METHODS, AdapterConfigError, get_layer_class
 
 Shape = Tuple[int, int]  # (d_out, d_in)
@@ -76,8 +77,6 @@ def match_budget(model_or_shapes: "nn.Module | Mapping[str, Shape]", total: int,
     ``fields`` gives extra per-method fields (e.g. ``{"ssvd_o": {"outer_share": 0.5}}``).
     """
     if isinstance(model_or_shapes, nn.Module):
-        from espnet_peft.injection import find_targets
-
         targets = find_targets(model_or_shapes, target_modules, exclude_modules)
         shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
     else:

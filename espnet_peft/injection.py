@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections import defaultdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from espnet_peft.budget import plan_budget
+from espnet_peft.targets import OUTPUT_HEADS, TargetSpec, find_targets, is_output_head, name_matches  # noqa: F401 (re-exported)
 from espnet_peft.tuners import METHODS, AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
 
-#: output heads that "all-linear" never adapts (ESPnet ASR, OWSM, OWSM-CTC names)
-OUTPUT_HEADS = ("ctc.ctc_lo", "decoder.output_layer", "encoder.conditioning_layer", "lm_head", "output_layer")
 #: attribute under which the injection spec is kept on the model (read by merge / export)
 SPEC_ATTRIBUTE = "espnet_peft_spec"
-
-TargetSpec = Union[str, Sequence[str]]
 
 
 @dataclasses.dataclass
@@ -66,49 +63,10 @@ class InjectionSpec:
         return conf
 
 
-def name_matches(name: str, patterns: TargetSpec) -> bool:
-    """HF peft semantics: a string is a regex matched against the whole name; a list holds names or suffixes."""
-    if isinstance(patterns, str):
-        return re.fullmatch(patterns, name) is not None
-    return any(name == p or name.endswith("." + p) for p in patterns)
-
-
-def is_output_head(name: str) -> bool:
-    return any(name == head or name.endswith("." + head) for head in OUTPUT_HEADS)
-
-
-def find_targets(model: nn.Module, target_modules: TargetSpec, exclude_modules: Optional[TargetSpec] = None
-                 ) -> Dict[str, nn.Linear]:
-    """The ``nn.Linear`` modules selected by ``target_modules`` minus ``exclude_modules``; errors name what exists."""
-    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and not isinstance(m, AdapterLayer)}
-    if target_modules == "all-linear":
-        chosen = {n: m for n, m in linears.items() if not is_output_head(n)}
-    else:
-        chosen = {n: m for n, m in linears.items() if name_matches(n, target_modules)}
-        non_linear = [n for n, m in model.named_modules() if n and n not in linears and name_matches(n, target_modules)]
-        if not chosen and non_linear:
-            raise AdapterConfigError(
-                f"target_modules {target_modules!r} matched only non-Linear modules (e.g. {non_linear[:5]}); "
-                "adapters wrap nn.Linear layers"
-            )
-    if exclude_modules:
-        chosen = {n: m for n, m in chosen.items() if not name_matches(n, exclude_modules)}
-    if not chosen:
-        sample = list(linears)[:: max(1, len(linears) // 12)][:12]
-        suffixes = sorted({n.rsplit(".", 1)[-1] for n in linears})
-        raise AdapterConfigError(
-            f"target_modules {target_modules!r} (exclude {exclude_modules!r}) matched no nn.Linear module. "
-            f"Linear module names in this model include {sample}; their last components are {suffixes}"
-        )
-    return chosen
-
-
 def layer_configs(spec: InjectionSpec, targets: Mapping[str, nn.Linear]) -> Dict[str, AdapterConfig]:
     """One validated config per target module, with overrides or the ``total_budget`` plan applied."""
     config_class = get_layer_class(spec.method).config_class
     if spec.total_budget is not None:
-        from espnet_peft.budget import plan_budget
-
         shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
         plan = plan_budget(spec.method, shapes, spec.total_budget, spec.method_fields)
         logging.log(logging.WARNING if abs(plan.relative_error) > 0.05 else logging.INFO,

@@ -42,3 +42,21 @@ def linear_rotation(g: torch.Tensor) -> torch.Tensor:
 
 
 ROTATION_MAPS = {"cayley": cayley, "linear": linear_rotation}
+
+
+def cayley_offset(g: torch.Tensor) -> torch.Tensor:
+    """``cayley(G) - I``, computed as ``2 (I - G)^-1 G`` so that no identity is subtracted.
+
+    Near ``G = 0`` the rotation is ``I`` plus a small term; forming ``R`` first and subtracting ``I`` later would
+    lose that term's low bits (in fp32, and much more in bf16).
+    """
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    return 2 * torch.linalg.solve(eye - g, g)
+
+
+def linear_offset(g: torch.Tensor) -> torch.Tensor:
+    """``linear_rotation(G) - I = 2 G``."""
+    return 2 * g
+
+
+ROTATION_OFFSETS = {"cayley": cayley_offset, "linear": linear_offset}

@@ -1,4 +1,8 @@
-"""SSVD-O configuration (Wang, Watanabe, Van hamme, ICASSP 2026) -- our reconstruction from the abstract."""
+"""SSVD-O configuration (Wang, Watanabe, Van hamme, ICASSP 2026).
+
+The layer (inner and outer rotations of one top-k block around one shared singular-value shift) and the budget rule
+below are our reconstruction from the paper's text; no public code of SSVD-O exists to check them against.
+"""
 
 from __future__ import annotations
 
@@ -51,12 +55,15 @@ class SsvdOConfig(SubspaceRotationConfig):
 
     Set either:
         budget: trainable parameters per layer, split between the two sides by ``outer_share`` with the rule in
-            :func:`split_budget`; the achieved count is ``P(k_i, k_o) = k_i(k_i-1)/2 + k_o(k_o-1)/2 + max(k_i, k_o)``;
+            :func:`split_budget`; the achieved count is ``P(k_i, k_o) = k_i(k_i-1)/2 + k_o(k_o-1)/2 + max(k_i, k_o)``
+            (plus one with ``gate: true``);
         outer_share: fraction (default 0.0) of the *rotation* parameters spent on the outer side. ``0`` is SSVD.
     or both of:
         k_inner, k_outer: explicit numbers of rotated right / left singular directions (``budget`` unset).
 
-    See :class:`SubspaceRotationConfig` for ``rotation_map`` and ``compute_path``.
+    With ``rotated_side: smaller`` (the ``espnet_pr6425`` preset) the two sides swap on wide layers
+    (``d_out < d_in``), where SSVD rotates the output side: ``outer_share`` is then the share of the input side, so
+    ``outer_share: 0`` stays SSVD on every layer. See :class:`SubspaceRotationConfig` for the other fields.
     """
 
     method: ClassVar[str] = "ssvd_o"
@@ -83,12 +90,15 @@ class SsvdOConfig(SubspaceRotationConfig):
 
     def resolve_ranks(self, d_out: int, d_in: int) -> Tuple[int, int]:
         if self.budget is None:
-            return self.k_inner, self.k_outer
-        return split_budget(self.budget, float(self.outer_share), min(d_out, d_in))
+            k_inner, k_outer = self.k_inner, self.k_outer
+            return (k_outer, k_inner) if self.output_side_first(d_out, d_in) else (k_inner, k_outer)
+        return split_budget(self.budget - int(self.gate), float(self.outer_share), min(d_out, d_in))
 
     @classmethod
     def fields_for_budget(cls, d_out: int, d_in: int, budget: int, fields: Mapping[str, Any]) -> Dict[str, Any]:
         limit = min(d_out, d_in)
-        budget = min(budget, subspace_parameters(limit, limit))
+        budget = min(budget - int(cls.expand_preset(fields).get("gate", False)), subspace_parameters(limit, limit))
         k_inner, k_outer = split_budget(budget, float(fields.get("outer_share", 0.0)), limit)
+        if cls.expand_preset(fields).get("rotated_side") == "smaller" and d_out < d_in:
+            k_inner, k_outer = k_outer, k_inner  # explicit k_inner / k_outer are literal sides
         return {"k_inner": k_inner, "k_outer": k_outer, "budget": None}
