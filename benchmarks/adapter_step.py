@@ -11,6 +11,9 @@ Every configuration gets its own fresh model, built from the same seed, and the 
 * ``lora``, ``dora``, ``pissa``, ``ssvd``, ``ssvd_o``: our adapters on the attention q/k/v/out and feed-forward
   w_1/w_2 linears of every block, at a budget matched with ``espnet_peft.budget.match_budget`` (by default the size of
   LoRA r=16 there), SSVD / SSVD-O with ``compute_path: auto``;
+* ``ssvd_matched_compute``, ``ssvd_o_matched_compute``: SSVD / SSVD-O (both sides rotated) at matched *compute*: the
+  largest ``k`` whose rank-k correction does no more extra work per token than LoRA r=16, i.e.
+  ``k (d_in + k + d_out) <= r (d_in + d_out)`` on every target (k = 15 here);
 * ``peft_lora``, ``peft_dora``: HF peft LoRA / DoRA r=16 on the same modules;
 * ``dora_same_rank``: our DoRA at r=16 on every layer, exactly peft_dora's setting (the matched-budget ``dora`` uses
   r=15 on the 1536-output layers to pay for the magnitude vector); the ours / peft DoRA ratio uses it;
@@ -75,6 +78,8 @@ CONFIGS = (
     "frozen_floor",
     "full_finetune",
     *OUR_METHODS,
+    "ssvd_matched_compute",
+    "ssvd_o_matched_compute",
     "peft_lora",
     "peft_dora",
     "dora_same_rank",
@@ -199,6 +204,18 @@ def budget_plans(settings: Settings, shapes: Mapping[str, Tuple[int, int]]) -> D
     return match_budget(shapes, total, OUR_METHODS, fields={"ssvd_o": {"outer_share": settings.outer_share}})
 
 
+def compute_matched_k(shapes: Mapping[str, Tuple[int, int]], rank: int) -> int:
+    """The largest ``k`` whose rank-k correction costs at most LoRA rank ``rank``'s extra work per token on every
+    target: ``k (d_in + k + d_out) <= rank (d_in + d_out)``."""
+    def largest(d_out: int, d_in: int) -> int:
+        k = 0
+        while (k + 1) * (d_in + k + 1 + d_out) <= rank * (d_in + d_out):
+            k += 1
+        return k
+
+    return min(largest(d_out, d_in) for d_out, d_in in shapes.values())
+
+
 def adapter_conf(settings: Settings, method: str, plan: Any) -> Dict[str, Any]:
     shared: Dict[str, Any] = {"target_modules": TARGET_MODULES}
     if method in ("ssvd", "ssvd_o"):
@@ -268,6 +285,13 @@ def prepare(name: str, settings: Settings) -> Prepared:
         inject_ours(encoder, conf)
         notes = {"adapter_conf": conf, "budget_target": plan.target, "budget_achieved": plan.achieved}
         return Prepared(encoder.train(), train=True, notes=notes)
+    if name in ("ssvd_matched_compute", "ssvd_o_matched_compute"):
+        k = compute_matched_k(target_shapes(encoder), settings.lora_rank)
+        sides = {"k": k} if name.startswith("ssvd_matched") else {"k_inner": k, "k_outer": k}
+        conf = {"method": name.rsplit("_matched", 1)[0], "target_modules": TARGET_MODULES, "compute_path": "auto",
+                **sides}
+        inject_ours(encoder, conf)
+        return Prepared(encoder.train(), train=True, notes={"adapter_conf": conf, "matched": "extra work per token"})
     if name == "dora_same_rank":  # peft_dora's setting (r on every layer), for a like-for-like ours / peft ratio
         conf = {"method": "dora", "target_modules": TARGET_MODULES, "r": settings.lora_rank}
         inject_ours(encoder, conf)
@@ -373,12 +397,13 @@ def time_steps(step: Callable[[], None], settings: Settings, label: str, show: b
 
 
 def compute_path_decisions() -> Dict[str, str]:
-    """The cached ``auto`` choices, keyed readably: ``d_out x d_in, k, tokens < 2^bucket, grad``."""
+    """The cached ``auto`` choices, keyed readably: ``d_out x d_in, k range, tokens < 2^bucket, grad``."""
     from espnet_peft.tuners import compute_path
 
     readable = {}
-    for (d_out, d_in, k, bucket, grad, device, dtype), choice in compute_path._DECISIONS.items():
-        readable[f"{d_out}x{d_in} k={k} tokens<2^{bucket} grad={grad} {device} {dtype}"] = choice
+    for (d_out, d_in, k_bucket, bucket, grad, device, dtype), choice in compute_path._DECISIONS.items():
+        k_range = compute_path.rank_bucket_range(k_bucket)
+        readable[f"{d_out}x{d_in} k={k_range} tokens<2^{bucket} grad={grad} {device} {dtype}"] = choice
     return readable
 
 

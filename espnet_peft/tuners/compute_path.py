@@ -65,6 +65,11 @@ def rank_bucket(k: int, width: int = 16) -> int:
     return (k + width - 1) // width
 
 
+def rank_bucket_range(bucket: int, width: int = 16) -> str:
+    """The ``k`` values that share ``bucket``, e.g. ``241-256``."""
+    return f"{max(1, (bucket - 1) * width + 1)}-{bucket * width}"
+
+
 def token_bucket(num_tokens: int) -> int:
     """Power-of-two bucket so that variable-length batches reuse one decision."""
     return max(num_tokens, 1).bit_length()
@@ -75,3 +80,8 @@ def cached_choice(key: Tuple, choose: Callable[[], str]) -> str:
         _DECISIONS[key] = choose()
     return _DECISIONS[key]
 
+
+
+def clear_decisions() -> None:
+    """Forget every cached choice (benchmarks that build several models in one process)."""
+    _DECISIONS.clear()
