@@ -24,6 +24,7 @@ test: setup-test
 ## speed and memory of each adapter against the frozen floor, full fine-tuning and HF peft; writes JSON
 benchmark: setup-test
 	$(PYTHON) benchmarks/adapter_step.py --output benchmarks/results/adapter_step_cpu.json
+	$(PYTHON) benchmarks/adapter_step_flops.py --output benchmarks/results/adapter_step_flops.json
 
 clean-venv:
 	rm -rf .venv
