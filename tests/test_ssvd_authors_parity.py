@@ -158,3 +158,20 @@ def test_a_field_that_contradicts_the_preset_is_refused(fields: dict) -> None:
 def test_unknown_preset_names_the_known_ones() -> None:
     with pytest.raises(AdapterConfigError, match="espnet_pr6425"):
         make_config("ssvd_o", preset="authors", budget=100)
+
+
+@pytest.mark.parametrize("method,fields", [("ssvd", {}), ("ssvd_o", {"outer_share": 0.5})])
+def test_preset_works_with_a_total_budget(method: str, fields: dict) -> None:
+    from adapter_models import TARGETS, build_model
+    from espnet_peft.injection import adapter_layers, inject_adapters
+
+    model = build_model(trained_looking=True)
+    report = inject_adapters(model, {"method": method, "preset": "espnet_pr6425", "target_modules": TARGETS,
+                                     "total_budget": 400, **fields})
+    layers = adapter_layers(model)
+    assert all(layer.gate is not None and layer.config.rotation_map == "linear" for layer in layers.values())
+    trained = sum(layer.num_trainable_parameters() for layer in layers.values())
+    assert trained == report.trainable and 0.95 * 400 <= trained <= 400
+    if method == "ssvd":  # the authors' SSVD rotates the output side of wide layers
+        wide = [layer for layer in layers.values() if layer.out_features < layer.in_features]
+        assert wide and all(layer.k_inner == 0 < layer.k_outer for layer in wide)
