@@ -15,12 +15,13 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Tuple
+from typing import Any, Dict, Iterator, Tuple
 
 import torch
 import yaml
 from torch import nn
 
+from espnet_peft.base_fingerprint import base_fingerprint, fingerprint_mismatches
 from espnet_peft.injection import SPEC_ATTRIBUTE, adapter_layers, inject_adapters, merge_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.train.checkpoint import load_adapter_only_state
@@ -28,7 +29,6 @@ from espnet_peft.train.checkpoint import load_adapter_only_state
 TASKS = {"asr": "espnet_peft.tasks.asr:ASRTask", "s2t": "espnet_peft.tasks.s2t:S2TTask",
          "s2t_ctc": "espnet_peft.tasks.s2t_ctc:S2TTask"}
 PACKAGE_FORMAT = 1
-FINGERPRINT_RTOL = 1e-4
 
 
 def task_class(task: str) -> Any:
@@ -52,42 +52,6 @@ def atomic_directory(output_dir: Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-
-
-# ----- fingerprints ------------------------------------------------------------------------------------------------
-def _summary(tensor: torch.Tensor) -> List[float]:
-    flat = tensor.detach().double().flatten().cpu()
-    n = flat.numel()
-    picks = [flat[i].item() for i in sorted({0, n // 3, (2 * n) // 3, n - 1})] if n else []
-    return [flat.sum().item(), flat.abs().sum().item(), flat.norm().item(), *picks]
-
-
-def base_fingerprint(model: nn.Module) -> Dict[str, Dict[str, Any]]:
-    """Shape and statistics of every base parameter, with adapted layers reported by their *pretrained* weight."""
-    layers = adapter_layers(model)
-    adapter_tensors = {f"{n}.{k}" for n, layer in layers.items() for k in layer.adapter_state_dict()}
-    pretrained = {f"{n}.weight": layer.pretrained_weight() for n, layer in layers.items()}
-    fingerprint = {}
-    for name, parameter in model.named_parameters():
-        if name in adapter_tensors:
-            continue
-        tensor = pretrained.get(name, parameter)
-        fingerprint[name] = {"shape": list(tensor.shape), "stats": _summary(tensor)}
-    return fingerprint
-
-
-def fingerprint_mismatches(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> List[str]:
-    problems = [f"missing tensor {n}" for n in expected if n not in actual]
-    problems += [f"extra tensor {n}" for n in actual if n not in expected]
-    for name in expected.keys() & actual.keys():
-        want, got = expected[name], actual[name]
-        if want["shape"] != got["shape"]:
-            problems.append(f"{name}: shape {got['shape']} != {want['shape']}")
-            continue
-        scale = max(abs(want["stats"][2]), 1e-12)  # relative to the tensor's norm
-        if any(abs(a - b) > FINGERPRINT_RTOL * scale for a, b in zip(want["stats"], got["stats"])):
-            problems.append(f"{name}: values differ")
-    return sorted(problems)
 
 
 # ----- merge -------------------------------------------------------------------------------------------------------

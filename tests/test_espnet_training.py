@@ -219,3 +219,40 @@ def test_env_hook_lets_stock_espnet_entry_points_use_the_plugin(pretrained_asr: 
     without = subprocess.run([sys.executable, "-m", "espnet2.bin.asr_train", *cmd], capture_output=True, text=True,
                              env={k: v for k, v in os.environ.items() if k != "ESPNET_PEFT"}, cwd=tmp_path)
     assert without.returncode != 0 and "invalid choice: 'espnet_peft'" in without.stderr
+
+
+def test_adapter_only_checkpoint_refuses_a_changed_base_and_a_resume_without_its_base(
+        pretrained_asr: PretrainedModel, tmp_path: Path) -> None:
+    import yaml
+
+    out = finetune(pretrained_asr, tmp_path / "exp", "ssvd_o", "--save_strategy", "adapter_only", max_epoch=1)
+    record = json.loads((out / "base_fingerprint.json").read_text())
+    assert record["init_param"] == [str(pretrained_asr.model_file)]
+
+    changed = tmp_path / "changed_base.pth"
+    state = load_state(pretrained_asr.model_file)
+    state["encoder.encoders.1.feed_forward.w_1.weight"] += 0.05
+    torch.save(state, changed)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    config["init_param"] = [str(changed)]
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match=r"1epoch.pth holds adapters trained on the base weights from init_param "
+                                         r".*encoders.1.feed_forward.w_1.weight: values differ"):
+        task_class("asr").build_model_from_file(tmp_path / "changed.yaml", out / "1epoch.pth")
+    task_class("asr").build_model_from_file(out / "config.yaml", out / "1epoch.pth")  # its own base still loads
+
+    # A resume that forgets --init_param would train epoch 2 on random base weights: refused, naming the base.
+    with pytest.raises(ValueError, match=f"Pass --init_param {pretrained_asr.model_file}"):
+        finetune(pretrained_asr, out, "ssvd_o", "--save_strategy", "adapter_only", "--resume", "true",
+                 "--init_param", max_epoch=2)
+
+
+def test_a_truncated_checkpoint_is_named_instead_of_a_zip_traceback(pretrained_asr: PretrainedModel,
+                                                                      tmp_path: Path) -> None:
+    out = finetune(pretrained_asr, tmp_path / "exp", "lora", max_epoch=1)
+    checkpoint = out / "checkpoint.pth"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])  # a kill mid-write
+    with pytest.raises(ValueError, match=r"checkpoint.pth \(\d+ bytes\) cannot be read.*Delete it and re-run"):
+        finetune(pretrained_asr, out, "lora", "--resume", "true", max_epoch=2)
+    with pytest.raises(ValueError, match=r"checkpoint.pth \(\d+ bytes\) cannot be read"):
+        task_class("asr").build_model_from_file(out / "config.yaml", checkpoint)

@@ -36,7 +36,7 @@ from espnet_peft.analysis.runner import (
     Settings,
     run_analysis,
 )
-from espnet_peft.recipe.kaldi_data import atomic_write_text
+from espnet_peft.atomic import atomic_write_text
 
 
 def _model_arguments(parser: argparse.ArgumentParser, label: str) -> None:

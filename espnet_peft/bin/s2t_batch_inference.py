@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from espnet_peft.inference.greedy import CTC_CANDIDATES, CTC_PREFIXES, fixed_window, greedy_decode, make_prompt
 from espnet_peft.recipe.fingerprint import file_sha256
-from espnet_peft.recipe.kaldi_data import atomic_write_text, read_table
+from espnet_peft.atomic import atomic_write_text
+from espnet_peft.recipe.kaldi_data import read_table
 
 DECODE_INFO = "decode_info.json"
 

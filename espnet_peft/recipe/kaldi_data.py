@@ -22,6 +22,8 @@ import numpy as np
 import soundfile
 from tqdm import tqdm
 
+from espnet_peft.atomic import atomic_write_text
+
 TABLES = ("wav.scp", "text", "utt2spk")
 # Utterance-keyed files that travel with a data dir when it is filtered (e.g. the OWSM text variants).
 EXTRA_UTT_TABLES = ("text.prev", "text.ctc", "text.plain", "utt2category", "utt2lang")
@@ -52,15 +54,6 @@ def read_table(path: Path) -> dict[str, str]:
     if duplicates:
         raise ValueError(f"{path}: duplicate keys {duplicates[:5]} (each utterance id must appear once)")
     return rows
-
-
-def atomic_write_text(path: Path, content: str) -> None:
-    """Write next to the target, then rename: a killed run never leaves a half-written file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_table(path: Path, rows: Mapping[str, str]) -> None:

@@ -32,7 +32,8 @@ from pathlib import Path
 import soundfile
 from tqdm import tqdm
 
-from espnet_peft.recipe.kaldi_data import DataDir, atomic_write_text, wav_truncation, write_data_dir
+from espnet_peft.atomic import atomic_write_text
+from espnet_peft.recipe.kaldi_data import DataDir, wav_truncation, write_data_dir
 from espnet_peft.recipe.sentences import MAX_WORDS, unique_sentences
 
 FS = 16000

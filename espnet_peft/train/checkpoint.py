@@ -2,16 +2,76 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import zipfile
 from pathlib import Path
-from typing import Dict, Mapping, Sequence, Union
+from typing import Any, Dict, Mapping, Sequence, Union
 
 import torch
 from torch import nn
 
+from espnet_peft.atomic import atomic_write_text
+from espnet_peft.base_fingerprint import base_fingerprint, fingerprint_mismatches
 from espnet_peft.injection import adapter_layers
 
 StateDict = Mapping[str, torch.Tensor]
+#: written into the output dir when an adapter run starts: the base its adapter-only checkpoints belong to
+BASE_RECORD = "base_fingerprint.json"
+
+
+def _unreadable(path: Path, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path} ({path.stat().st_size} bytes) cannot be read: {error}. It was probably cut short by a kill while "
+        f"it was written. Delete it and re-run: training restarts from scratch if it was checkpoint.pth, and a "
+        f"model file is rebuilt by re-running the stage that wrote it."
+    )
+
+
+def read_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Any:
+    """``torch.load`` that names the file and the fix when it is cut short or corrupt (a kill during its write)."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        if not path.is_file():
+            raise
+        raise _unreadable(path, error) from None
+
+
+def check_checkpoint_complete(path: Union[str, Path]) -> None:
+    """A cheap check that a torch zip checkpoint is complete (its central directory, at the end, is intact)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as error:
+        raise _unreadable(path, error) from None
+
+
+def write_base_record(model: nn.Module, output_dir: Union[str, Path], init_param: Sequence[str]) -> None:
+    """Record the base weights an adapter run starts from (call before the adapters change ``weight``)."""
+    record = {"init_param": list(init_param), "fingerprint": base_fingerprint(model)}
+    atomic_write_text(Path(output_dir) / BASE_RECORD, json.dumps(record))
+
+
+def check_base(model: nn.Module, record_dir: Union[str, Path], source: Union[str, Path],
+               init_param: Sequence[str]) -> None:
+    """Refuse to put ``source``'s adapters on base weights other than the ones its run was trained on."""
+    path = Path(record_dir) / BASE_RECORD
+    if not path.is_file():
+        logging.warning("espnet_peft: %s has no %s (an older run); its base weights cannot be checked", source, path)
+        return
+    record = json.loads(path.read_text(encoding="utf-8"))
+    problems = fingerprint_mismatches(record["fingerprint"], base_fingerprint(model))
+    if problems:
+        expected = " ".join(record["init_param"]) or "(none)"
+        given = " ".join(init_param) or "none"
+        raise ValueError(
+            f"{source} holds adapters trained on the base weights from init_param {expected}, but the base weights "
+            f"loaded now (init_param: {given}) differ in {len(problems)} tensors, e.g. {problems[:5]}. Pass "
+            f"--init_param {expected} (the base of {path}), or retrain on the new base."
+        )
 
 
 def is_full_state(model: nn.Module, state: StateDict) -> bool:
@@ -42,7 +102,7 @@ def load_adapter_only_state(model: nn.Module, state: StateDict, source: Union[st
 def load_adapted_checkpoint(model: nn.Module, model_file: Union[str, Path], init_param: Sequence[str] = (),
                             map_location: Union[str, torch.device] = "cpu") -> None:
     """Load ``model_file`` into an injected model: whole if it is complete, else on top of the ``init_param`` base."""
-    state = torch.load(model_file, map_location=map_location, weights_only=False)
+    state = read_checkpoint(model_file, map_location)
     if "model" in state and isinstance(state["model"], dict) and "reporter" in state:
         state = state["model"]  # a trainer checkpoint.pth
     if is_full_state(model, state):
@@ -58,4 +118,5 @@ def load_adapted_checkpoint(model: nn.Module, model_file: Union[str, Path], init
     for path in init_param:
         logging.info("espnet_peft: base weights from %s for adapter-only %s", path, model_file)
         load_pretrained_model(init_param=path, model=model, ignore_init_mismatch=False, map_location=str(map_location))
+    check_base(model, Path(model_file).parent, model_file, init_param)
     load_adapter_only_state(model, state, source=model_file)

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import torch
-from espnet2.train.trainer import Trainer
+from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet_peft.injection import adapter_layers, initialise_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
-from espnet_peft.train.checkpoint import is_full_state, load_adapter_only_state
+from espnet_peft.train.checkpoint import (
+    check_base,
+    check_checkpoint_complete,
+    is_full_state,
+    load_adapter_only_state,
+    read_checkpoint,
+    write_base_record,
+)
 
 
 def uses_plugin(options) -> bool:
     return bool(getattr(options, "use_adapter", False)) and getattr(options, "adapter", None) == ADAPTER_NAME
+
+
+@dataclasses.dataclass
+class PeftTrainerOptions(TrainerOptions):
+    init_param: Sequence[str] = ()  # which base an adapter-only checkpoint belongs to
 
 
 class PeftTrainer(Trainer):
@@ -24,11 +40,19 @@ class PeftTrainer(Trainer):
     broadcasts rank 0's adapter state to the other ranks."""
 
     @classmethod
+    def build_options(cls, args: argparse.Namespace) -> PeftTrainerOptions:
+        return build_dataclass(PeftTrainerOptions, args)
+
+    @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory, plot_attention_iter_factory,
             trainer_options, distributed_option) -> None:
+        writer = not distributed_option.distributed or distributed_option.dist_rank == 0
         if uses_plugin(trainer_options):
-            prepare_for_training(model, trainer_options)
-        if not distributed_option.distributed or distributed_option.dist_rank == 0:
+            prepare_for_training(model, trainer_options, writer)
+        elif trainer_options.resume and (Path(trainer_options.output_dir) / "checkpoint.pth").exists():
+            # a clear error instead of ESPnet's zip-reader traceback, without loading a large checkpoint twice
+            check_checkpoint_complete(Path(trainer_options.output_dir) / "checkpoint.pth")
+        if writer:
             write_parameter_counts(model, Path(trainer_options.output_dir))
         super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
                     plot_attention_iter_factory, trainer_options, distributed_option)
@@ -42,16 +66,21 @@ def write_parameter_counts(model: torch.nn.Module, output_dir: Path) -> None:
     (output_dir / "trainable_parameters.json").write_text(json.dumps(counts, indent=2))
 
 
-def prepare_for_training(model: torch.nn.Module, options) -> None:
-    checkpoint = Path(options.output_dir) / "checkpoint.pth"
+def prepare_for_training(model: torch.nn.Module, options, writer: bool = True) -> None:
+    output_dir = Path(options.output_dir)
+    checkpoint = output_dir / "checkpoint.pth"
+    init_param = list(getattr(options, "init_param", ()) or ())
     if options.resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+        state = read_checkpoint(checkpoint)["model"]
         if not is_full_state(model, state):
+            check_base(model, output_dir, checkpoint, init_param)
             # Adapter-only checkpoints go on the pristine base (so PiSSA's residual is rebuilt from the saved factors);
             # Trainer.resume then loads the same tensors again, harmlessly, along with optimizer and reporter state.
             load_adapter_only_state(model, state, source=checkpoint)
         logging.info("espnet_peft: resuming adapters from %s", checkpoint)
     else:
+        if writer:
+            write_base_record(model, output_dir, init_param)
         count = initialise_adapters(model)
         logging.info("espnet_peft: initialised %d of %d adapter layers from the loaded weights",
                      count, len(adapter_layers(model)))

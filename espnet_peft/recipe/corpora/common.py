@@ -40,7 +40,8 @@ from pathlib import Path
 
 import soundfile
 
-from espnet_peft.recipe.kaldi_data import DataDir, atomic_write_text, check_data_dir, write_data_dir, write_table
+from espnet_peft.atomic import atomic_write_text
+from espnet_peft.recipe.kaldi_data import DataDir, check_data_dir, write_data_dir, write_table
 from espnet_peft.recipe.text_norm import normalize_text
 
 log = logging.getLogger("espnet_peft.corpora")

@@ -1,0 +1,32 @@
+"""Writing files so that a kill at any moment leaves either the old file or the complete new one, never a part."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Union
+
+
+def _replace_atomically(path: Union[str, Path], write: Callable[[Path], None]) -> None:
+    """``write`` a temporary sibling, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Union[str, Path], content: str) -> None:
+    _replace_atomically(path, lambda tmp: tmp.write_text(content, encoding="utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
+    import torch  # here, so that the data-preparation tools that write text do not pay torch's import
+
+    _replace_atomically(path, lambda tmp: torch.save(obj, tmp))
