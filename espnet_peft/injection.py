@@ -55,6 +55,21 @@ class InjectionSpec:
             raise AdapterConfigError(f"frozen_norms must be 'eval' or 'train', got {spec.frozen_norms!r}")
         if spec.total_budget is not None and spec.overrides:
             raise AdapterConfigError("total_budget derives every layer's setting; it cannot be combined with overrides")
+        for name in ("target_modules", "exclude_modules"):
+            value = getattr(spec, name)
+            if not (value is None and name == "exclude_modules") and not _is_target_spec(value):
+                raise AdapterConfigError(f"{name} must be a regex string or a list of module names, got {value!r}")
+        if not isinstance(spec.overrides, dict) or not all(isinstance(v, dict) for v in spec.overrides.values()):
+            raise AdapterConfigError(f"overrides must map a module pattern to a dict of fields, got {spec.overrides!r}")
+        if spec.total_budget is not None:
+            # The plan replaces these per layer. A warning, not an error: recipes keep a method's own rank in its
+            # config for runs without a total budget, and experiments trained that way must stay loadable.
+            config_class = get_layer_class(spec.method).config_class
+            derived = set(config_class.fields_for_budget(1024, 1024, 100_000, spec.method_fields))
+            given = {k: spec.method_fields[k] for k in sorted(derived & set(spec.method_fields))}
+            if given:
+                logging.warning("espnet_peft: total_budget=%s derives %s for every layer; the given %s are not used",
+                                spec.total_budget, sorted(derived), given)
         return spec
 
     def to_conf(self) -> Dict[str, Any]:
@@ -75,13 +90,27 @@ def layer_configs(spec: InjectionSpec, targets: Mapping[str, nn.Linear]) -> Dict
         return {n: config_class.from_dict({**spec.method_fields, **plan.layer_fields[n]}) for n in targets}
     base = config_class.from_dict(spec.method_fields)
     configs = {}
+    unused = set(spec.overrides)
     for name in targets:
         fields = {}
         for pattern, changes in spec.overrides.items():
             if name_matches(name, pattern) or name_matches(name, [pattern]):
                 fields.update(changes)
-        configs[name] = base.replace(**fields) if fields else base
+                unused.discard(pattern)
+        try:
+            configs[name] = base.replace(**fields) if fields else base
+        except AdapterConfigError as error:
+            raise AdapterConfigError(f"overrides for module '{name}': {error}") from None
+    if unused:
+        raise AdapterConfigError(
+            f"overrides pattern(s) {sorted(unused)} match no adapted module; adapted modules include "
+            f"{sorted(targets)[:6]}"
+        )
     return configs
+
+
+def _is_target_spec(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
 
 
 def _stay_in_eval(module: nn.Module, _inputs: Tuple) -> None:

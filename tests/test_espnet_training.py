@@ -256,3 +256,21 @@ def test_a_truncated_checkpoint_is_named_instead_of_a_zip_traceback(pretrained_a
         finetune(pretrained_asr, out, "lora", "--resume", "true", max_epoch=2)
     with pytest.raises(ValueError, match=r"checkpoint.pth \(\d+ bytes\) cannot be read"):
         task_class("asr").build_model_from_file(out / "config.yaml", checkpoint)
+
+
+def test_packages_are_redone_when_their_checkpoint_changed(pretrained_asr: PretrainedModel, tmp_path: Path) -> None:
+    from espnet_peft.bin.package_experiments import package_experiment
+
+    out = finetune(pretrained_asr, tmp_path / "exp", "lora", max_epoch=1)
+    package_experiment("asr", out, "latest.pth")
+    merged = out / "merged" / "model.pth"
+    first = load_state(merged)
+    stamp = merged.stat().st_mtime_ns
+    package_experiment("asr", out, "latest.pth")
+    assert merged.stat().st_mtime_ns == stamp, "an up-to-date package must not be redone"
+    finetune(pretrained_asr, out, "lora", "--resume", "true", max_epoch=2)  # latest.pth -> 2epoch.pth now
+    package_experiment("asr", out, "latest.pth")
+    second = load_state(merged)
+    assert any(not torch.equal(first[k], second[k]) for k in first), "the merged model is still epoch 1's"
+    made_from = json.loads((out / "adapter" / "made_from.json").read_text())
+    assert made_from == json.loads((out / "merged" / "made_from.json").read_text())

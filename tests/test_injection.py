@@ -34,6 +34,14 @@ def assert_untouched(model: torch.nn.Module, before: dict) -> None:
     ({"method": "ssvd_o", "target_modules": TARGETS, "budget": 10_000}, "exceeds the 256 parameters"),
     ({"method": "lora", "target_modules": TARGETS, "rank": 4}, "unknown field(s) ['rank']"),
     ({"method": "ssvd", "target_modules": TARGETS}, "exactly one of k, budget, rotation_ratio"),
+    ({"method": "lora", "target_modules": TARGETS, "overrides": {"linear_z": {"r": 2}}},
+     "overrides pattern(s) ['linear_z'] match no adapted module"),
+    ({"method": "lora", "target_modules": TARGETS, "overrides": {"w_1": {"rank": 2}}},
+     "overrides for module 'encoder.encoders.0.feed_forward.w_1': unknown field(s) ['rank']"),
+    ({"method": "ssvd_o", "target_modules": TARGETS, "budget": 40, "outer_share": "0.5"},
+     "outer_share must be a number in [0.0, 1.0], got '0.5'"),
+    ({"method": "lora", "target_modules": 3}, "target_modules must be a regex string or a list of module names"),
+    ({"method": "lora", "target_modules": TARGETS, "dropout": "0.1"}, "dropout must be a number"),
 ])
 def test_bad_configs_fail_clearly_and_leave_the_model_untouched(conf: dict, message: str) -> None:
     model = build_model()
@@ -127,3 +135,9 @@ def test_plan_reproduces_through_adapter_conf() -> None:
 def test_budget_below_the_minimum_is_an_error() -> None:
     with pytest.raises(AdapterConfigError, match="below dora's minimum"):
         match_budget(build_model(), 50, ["dora"], target_modules=TARGETS)
+
+
+def test_a_rank_given_with_a_total_budget_is_named_as_unused(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        inject_adapters(build_model(), {"method": "lora", "target_modules": TARGETS, "total_budget": 500, "r": 4})
+    assert "total_budget=500 derives ['r'] for every layer; the given {'r': 4} are not used" in caplog.text

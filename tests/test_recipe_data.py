@@ -356,3 +356,14 @@ def test_s2t_text_files(corpus, tmp_path):
     assert read_table(out / "wav.scp") == read_table(data_dir / "wav.scp")
     with pytest.raises(ValueError, match="must look like <xxx>"):
         write_s2t_text(data_dir, lang="eng")
+
+
+def test_a_non_utf8_byte_is_named_with_file_and_line_and_a_bom_is_dropped(tmp_path: Path) -> None:
+    from espnet_peft.recipe.kaldi_data import read_table
+
+    text = tmp_path / "text"
+    text.write_bytes("\ufeffutt1 hello\nutt2 caf".encode("utf-8") + b"\xe9 au lait\n")
+    with pytest.raises(ValueError, match=r"text, line 2: byte 0xe9 at column 9 is not UTF-8.*iconv"):
+        read_table(text)
+    text.write_bytes("\ufeffutt1 hello\nutt2 café\n".encode("utf-8"))
+    assert read_table(text) == {"utt1": "hello", "utt2": "café"}

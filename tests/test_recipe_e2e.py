@@ -160,3 +160,38 @@ def test_training_and_decoding_through_slurm_match_the_local_run(finished: Path,
     for test_set in ("child_test", "source_test"):
         local = (finished / "exp" / "child_lora_s0" / "decode" / test_set / "text").read_text()
         assert (recipe_dir / "exp" / "child_lora_s0" / "decode" / test_set / "text").read_text() == local
+
+
+def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: Path) -> None:
+    """Stage 7 stopped after epoch 1 (what a kill there leaves: checkpoint.pth, no .done), stage 8, stage 7 again,
+    stage 8: the hypotheses are those of the uninterrupted run's final model, never of epoch 1."""
+    from espnet_peft.recipe.fingerprint import file_sha256
+
+    copy = tmp_path / "egs2"
+    shutil.copytree(finished.parents[1], copy, symlinks=True)
+    recipe_dir = copy / "synthetic" / "peft1"
+    exp = recipe_dir / "exp" / "child_lora_s0"
+    shutil.rmtree(exp)
+    config = recipe_dir / "conf" / "quick" / "finetune.yaml"
+    full_length = config.read_text()
+    config.write_text(full_length.replace("max_epoch: 2", "max_epoch: 1"))
+    one_experiment = ("--methods", "lora", "--target_domains", "child")
+    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "7", *one_experiment)
+    (exp / ".done").unlink()
+    config.write_text(full_length)
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    stage8 = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--stage", "8", "--stop_stage", "8",
+              *one_experiment]
+    refused = subprocess.run(stage8, cwd=recipe_dir, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "training has not finished for exp/child_lora_s0: run stage 7 first" in refused.stdout + refused.stderr
+    assert not (exp / "decode").exists()
+
+    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", *one_experiment)
+    for test_set in ("child_test", "source_test"):
+        decoded = exp / "decode" / test_set
+        info = json.loads((decoded / "decode_info.json").read_text())
+        assert info["settings"]["model_sha256"] == file_sha256(exp / "valid.acc.best.pth")
+        uninterrupted = finished / "exp" / "child_lora_s0" / "decode" / test_set / "text"
+        assert (decoded / "text").read_text() == uninterrupted.read_text()

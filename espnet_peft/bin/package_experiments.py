@@ -1,8 +1,9 @@
 """Merge and export many adapted experiments in one process (the recipe's stage 11).
 
 For each experiment dir this writes ``<exp>/merged`` (plain ESPnet model, see ``espnet_peft.bin.merge``) and
-``<exp>/adapter`` (adapter-only package, see ``espnet_peft.bin.export_adapter``), skipping outputs that already
-exist. One process for all experiments because importing the ESPnet tasks costs 10-15 s per process.
+``<exp>/adapter`` (adapter-only package, see ``espnet_peft.bin.export_adapter``). Each output records the sha256 of
+the checkpoint and config it came from (``made_from.json``) and is redone when either changed, e.g. after a
+retraining. One process for all experiments because importing the ESPnet tasks costs 10-15 s per process.
 
     python -m espnet_peft.bin.package_experiments --task s2t exp/child_lora_s0 exp/child_ssvd_o_outer_share0.25_s0
 """
@@ -16,6 +17,7 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from espnet_peft.export import TASKS, export_adapter, merge_experiment
+from espnet_peft.recipe.fingerprint import is_current, made_from, mark_made_from
 
 
 def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
@@ -23,11 +25,12 @@ def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
     for path in (config, model_file):
         if not path.is_file():
             raise SystemExit(f"file not found: {path} (has {exp_dir} finished training? re-run stage 7)")
+    record = made_from({"model": model_file, "config": config}, task=task)
     try:
-        if not (exp_dir / "adapter" / "adapter_model.pth").is_file():
-            export_adapter(task, config, model_file, exp_dir / "adapter")
-        if not (exp_dir / "merged" / "model.pth").is_file():
-            merge_experiment(task, config, model_file, exp_dir / "merged")
+        for out_dir, write in ((exp_dir / "adapter", export_adapter), (exp_dir / "merged", merge_experiment)):
+            if not is_current(out_dir, record):
+                write(task, config, model_file, out_dir)
+                mark_made_from(out_dir, record)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"{exp_dir}: {error}") from None
 

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
+from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe.settings import SettingError, parse_setting
 
 
@@ -59,8 +60,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         info["peak_mem_mb"] = resources["peak_rss_mb"]
     if args.device:
         info["device"] = args.device
-    args.exp_dir.mkdir(parents=True, exist_ok=True)
-    (args.exp_dir / "run_info.json").write_text(json.dumps(info, indent=2))
+    atomic_write_text(args.exp_dir / "run_info.json", json.dumps(info, indent=2))
 
 
 if __name__ == "__main__":

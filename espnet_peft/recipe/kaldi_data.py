@@ -32,19 +32,38 @@ EXTRA_UTT_TABLES = ("text.prev", "text.ctc", "text.plain", "utt2category", "utt2
 # ---------------------------------------------------------------- tables
 
 
+def _decoded_lines(path: Path) -> list[str]:
+    """The file's lines as UTF-8 text, without a byte-order mark; a bad byte is an error naming file and line."""
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):  # a BOM would otherwise become part of the first utterance id
+        data = data[3:]
+    try:
+        return data.decode("utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        newline = b"\n"
+        line_start = data.rfind(newline, 0, error.start) + 1
+        line_end = data.find(newline, error.start)
+        line = data[line_start:line_end if line_end >= 0 else len(data)]
+        number = data.count(newline, 0, error.start) + 1
+        raise ValueError(
+            f"{path}, line {number}: byte 0x{data[error.start]:02x} at column "
+            f"{error.start - line_start + 1} is not UTF-8 ({line[:60]!r}); convert the file to UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def parse_table(path: Path) -> tuple[dict[str, str], list[str]]:
     """``key value`` lines -> (dict, duplicate keys). A key alone on its line gets the value ``""``."""
     rows: dict[str, str] = {}
     duplicates: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            parts = line.split(None, 1)  # space or tab after the key
-            if not parts:
-                continue
-            key, value = parts[0], parts[1].strip() if len(parts) > 1 else ""
-            if key in rows:
-                duplicates.append(key)
-            rows[key] = value
+    for line in _decoded_lines(Path(path)):
+        parts = line.split(None, 1)  # space or tab after the key
+        if not parts:
+            continue
+        key, value = parts[0], parts[1].strip() if len(parts) > 1 else ""
+        if key in rows:
+            duplicates.append(key)
+        rows[key] = value
     return rows, duplicates
 
 

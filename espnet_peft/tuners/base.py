@@ -47,6 +47,12 @@ class AdapterConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> "AdapterConfig":
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise AdapterConfigError(
+                f"unknown field(s) {unknown} for method '{self.method}'; valid fields are {sorted(names)}"
+            )
         config = dataclasses.replace(self, **changes)
         config.validate()
         return config
@@ -212,6 +218,12 @@ class AdapterLayer(nn.Module, ABC):
 
 def dropout_module(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+def number_in(name: str, value: Any, low: float, high: float) -> None:
+    """``low <= value <= high`` for a real number (not a bool or a string that looks like one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise AdapterConfigError(f"{name} must be a number in [{low}, {high}], got {value!r}")
 
 
 def positive_int(name: str, value: Optional[int]) -> None:

@@ -136,10 +136,23 @@ batch_decode() {  # every set in one process; a set is redone unless decode_info
     ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_batch_inference "${root}/logdir/args.txt"
 }
 
+made_from_args() {  # <config> <model_file> <set>: what an ESPnet decode of <set> depends on
+  echo "--input model=$2 --input config=$1 --input wav_scp=dump/raw/$3/wav.scp --setting inference=${inference_args// /,}"
+}
+
 espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job, split over run.pl jobs
   local config=$1 model=$2 root=$3 set n i todo=()
   shift 3
-  for set in "$@"; do [ -f "${root}/${set}/text" ] && log "skip decoding ${root}/${set}: done" || todo+=("${set}"); done
+  for set in "$@"; do
+    # a set is redone unless made_from.json matches the model, config, audio list and decoding options
+    # shellcheck disable=SC2046
+    if ${python} -m espnet_peft.bin.made_from check --out "${root}/${set}" \
+        $(made_from_args "${config}" "${model}" "${set}"); then
+      log "skip decoding ${root}/${set}: done with this model and settings"
+    else
+      todo+=("${set}")
+    fi
+  done
   [ ${#todo[@]} -eq 0 ] && return
   n=${nj}
   for set in "${todo[@]}"; do n=$(min "${n}" "$(wc -l < "dump/raw/${set}/wav.scp")"); done
@@ -162,6 +175,9 @@ espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job,
     for i in $(seq "${n}"); do cat "${root}/${set}/logdir/output.${i}/1best_recog/text_nospecial"; done \
       | sort > "${root}/${set}/text.tmp"
     mv "${root}/${set}/text.tmp" "${root}/${set}/text"
+    # shellcheck disable=SC2046
+    ${python} -m espnet_peft.bin.made_from mark --out "${root}/${set}" \
+      $(made_from_args "${config}" "${model}" "${set}")
   done
 }
 

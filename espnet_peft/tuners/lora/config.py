@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar, Dict, Mapping
 
-from espnet_peft.tuners.base import AdapterConfig, AdapterConfigError, positive_int
+from espnet_peft.tuners.base import AdapterConfig, AdapterConfigError, number_in, positive_int
 
 
 @dataclasses.dataclass
@@ -29,8 +29,10 @@ class LoraConfig(AdapterConfig):
 
     def validate(self) -> None:
         positive_int("r", self.r)
-        if not 0.0 <= self.dropout < 1.0:
-            raise AdapterConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        number_in("alpha", self.alpha, float("-inf"), float("inf"))
+        number_in("dropout", self.dropout, 0.0, 1.0)
+        if self.dropout == 1.0:
+            raise AdapterConfigError("dropout must be in [0, 1), got 1.0")
 
     @property
     def scaling(self) -> float:

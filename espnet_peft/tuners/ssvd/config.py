@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
-from espnet_peft.tuners.base import AdapterConfigError, positive_int
+from espnet_peft.tuners.base import AdapterConfigError, number_in, positive_int
 from espnet_peft.tuners.subspace_rotation import SubspaceRotationConfig, largest_inner_rank
 
 
@@ -43,8 +43,10 @@ class SsvdConfig(SubspaceRotationConfig):
             raise AdapterConfigError(f"ssvd needs exactly one of k, budget, rotation_ratio; got {given or 'none'}")
         positive_int("k", self.k)
         positive_int("budget", self.budget)
-        if self.rotation_ratio is not None and not 0 < self.rotation_ratio <= 1:
-            raise AdapterConfigError(f"rotation_ratio must be in (0, 1], got {self.rotation_ratio}")
+        if self.rotation_ratio is not None:
+            number_in("rotation_ratio", self.rotation_ratio, 0.0, 1.0)
+            if self.rotation_ratio == 0:
+                raise AdapterConfigError("rotation_ratio must be in (0, 1], got 0")
         if self.ratio_rounding not in ("round", "floor"):
             raise AdapterConfigError(f"ratio_rounding must be 'round' or 'floor', got {self.ratio_rounding!r}")
 

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
-from espnet_peft.tuners.base import AdapterConfigError, positive_int
+from espnet_peft.tuners.base import AdapterConfigError, number_in, positive_int
 from espnet_peft.tuners.subspace_rotation import (
     SubspaceRotationConfig,
     largest_inner_rank,
@@ -85,8 +85,7 @@ class SsvdOConfig(SubspaceRotationConfig):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise AdapterConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        if not 0.0 <= self.outer_share <= 1.0:
-            raise AdapterConfigError(f"outer_share must be in [0, 1], got {self.outer_share}")
+        number_in("outer_share", self.outer_share, 0.0, 1.0)
 
     def resolve_ranks(self, d_out: int, d_in: int) -> Tuple[int, int]:
         if self.budget is None:
