@@ -146,3 +146,40 @@ def test_hugging_face_model_against_an_espnet_one(setup: dict[str, Path]) -> Non
     assert np.allclose(np.diag(results["attention"]["intra"]["A"]), 1.0)
     assert "A" in results["skipped"]["lens"] and "B" in results["lens"]  # the CTC lens is ESPnet-only
     assert "AB" in results["skipped"]["attention"]  # other frame rates: no query-by-query comparison
+
+
+def test_bad_utterances_are_skipped_with_the_recipes_reasons(setup: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+    import soundfile
+
+    from espnet_peft.analysis.sources import AnalysisInputError, read_utterances
+    from espnet_peft.recipe.kaldi_data import read_table, write_table
+
+    data = tmp_path / "data"
+    shutil.copytree(setup["data"], data)
+    wavs = read_table(data / "wav.scp")
+    good = sorted(wavs)
+    truncated, silent = tmp_path / "truncated.wav", tmp_path / "zero.wav"
+    payload = Path(wavs[good[0]]).read_bytes()
+    truncated.write_bytes(payload[: len(payload) // 2])
+    soundfile.write(silent, np.zeros(0, dtype=np.int16), FS)
+    wavs.update({"z1_truncated": str(truncated), "z2_empty_audio": str(silent), "z3_empty_text": wavs[good[0]]})
+    write_table(data / "wav.scp", wavs)
+    for name in ("text", "text.ctc"):
+        if (data / name).is_file():
+            table = read_table(data / name)
+            table.update({k: table[good[0]] for k in ("z1_truncated", "z2_empty_audio")})
+            table["z3_empty_text"] = "<eng><asr><notimestamps>" if name == "text" else ""
+            write_table(data / name, table)
+
+    skipped: dict = {}
+    utts = read_utterances(str(data), skipped=skipped)
+    assert [u.key for u in utts] == good
+    assert {k: reason for k, (reason, _) in skipped.items()} == {
+        "z1_truncated": "truncated_audio", "z2_empty_audio": "empty_audio", "z3_empty_text": "empty_text"}
+
+    (data / "text").write_bytes((data / "text").read_bytes() + b"z4 caf\xe9\n")
+    with pytest.raises(AnalysisInputError, match=r"text, line \d+: byte 0xe9"):
+        read_utterances(str(data))

@@ -31,7 +31,7 @@ import yaml
 from torch import nn
 
 from espnet_peft.analysis.model_access import EspnetEncoderAccess, HFAccess, ModelAccess
-from espnet_peft.recipe.kaldi_data import read_table
+from espnet_peft.recipe.kaldi_data import check_audio, read_table
 from espnet_peft.recipe.text_norm import normalize_text
 
 #: checkpoints looked for in an ESPnet experiment dir, in this order (the recipe decodes the first)
@@ -174,8 +174,22 @@ def _evenly_spaced(items: list, count: Optional[int]) -> list:
     return [items[(i * len(items)) // count] for i in range(count)]
 
 
-def read_utterances(data: str, max_utts: Optional[int] = None) -> list[Utterance]:
-    """Utterances of a Kaldi data dir or a wav list (see the module docstring), at most ``max_utts`` of them."""
+def _read_table(path: Path) -> dict[str, str]:
+    try:
+        return read_table(path)
+    except ValueError as error:  # duplicate ids, a non-UTF-8 byte: the message names the file
+        raise AnalysisInputError(str(error)) from None
+
+
+def read_utterances(data: str, max_utts: Optional[int] = None,
+                    skipped: Optional[dict[str, tuple[str, str]]] = None) -> list[Utterance]:
+    """Utterances of a Kaldi data dir or a wav list (see the module docstring), at most ``max_utts`` of them.
+
+    Each picked utterance passes the recipe's checks (``check_audio``: missing, truncated, undecodable, multi-channel,
+    empty or silent audio) and, where the data has transcripts, must have a non-empty one. Those that fail are left
+    out and recorded in ``skipped`` (utterance id -> (reason code, detail)), with the recipe's reason codes.
+    """
+    skipped = {} if skipped is None else skipped
     source = Path(data)
     tables: dict[str, dict[str, str]] = {}
     if source.is_dir():
@@ -183,8 +197,8 @@ def read_utterances(data: str, max_utts: Optional[int] = None) -> list[Utterance
         if not scp.is_file():
             raise AnalysisInputError(f"{scp} not found: --data needs a Kaldi data dir with wav.scp (+ text) or a "
                                      f"file listing one wav path (or 'key path') per line")
-        wavs = read_table(scp)
-        tables = {name: read_table(source / name) for name in TEXT_FILES if (source / name).is_file()}
+        wavs = _read_table(scp)
+        tables = {name: _read_table(source / name) for name in TEXT_FILES if (source / name).is_file()}
     elif source.is_file():
         wavs = {}
         for line in source.read_text(encoding="utf-8").splitlines():
@@ -199,8 +213,22 @@ def read_utterances(data: str, max_utts: Optional[int] = None) -> list[Utterance
     for key, wav in wavs.items():
         if wav.rstrip().endswith("|"):
             raise AnalysisInputError(f"{source}: {key} is a Kaldi pipe entry; only plain wav paths are supported")
-    keys = _evenly_spaced(sorted(wavs), max_utts)
-    return [Utterance(k, Path(wavs[k]), {name: t[k] for name, t in tables.items() if k in t}) for k in keys]
+    utts = []
+    for key in _evenly_spaced(sorted(wavs), max_utts):
+        utt = Utterance(key, Path(wavs[key]), {name: t[key] for name, t in tables.items() if key in t})
+        audio = check_audio(wavs[key], None)
+        if audio.reason:
+            skipped[key] = (audio.reason, audio.detail)
+        elif tables and utt.ctc_text is None:
+            skipped[key] = ("not_in_text", f"no transcript in {source}/{' or '.join(sorted(tables))}")
+        elif tables and not utt.ref:
+            skipped[key] = ("empty_text", f"no words in its transcript in {source}")
+        else:
+            utts.append(utt)
+    if not utts:
+        raise AnalysisInputError(f"{source}: no usable utterance among the {len(skipped)} picked: "
+                                 f"{dict(list(skipped.items())[:5])}")
+    return utts
 
 
 def load_audio(utt: Utterance, fs: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -88,10 +89,14 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         if any((args.model_b, args.model_b_config, args.model_b_file, args.hf_model_b)):
             sources.append(resolve_model("B", args.model_b, args.model_b_config, args.model_b_file,
                                          args.hf_model_b, args.task))
-        utts = read_utterances(args.data, args.max_utts)
+        skipped: dict = {}
+        utts = read_utterances(args.data, args.max_utts, skipped)
+        for key, (reason, detail) in sorted(skipped.items()):
+            print(f"analyze: skipped {key}: {reason} ({detail})", file=sys.stderr)
         models = [load_model(label, source, args.device, eager_attention="attention" in settings.analyses)
                   for label, source in zip("AB", sources)]
         results = run_analysis(models, utts, settings, data_name=str(args.data))
+        results["skipped_utterances"] = {key: {"reason": r, "detail": d} for key, (r, d) in sorted(skipped.items())}
     except AnalysisInputError as error:
         raise SystemExit(f"analyze: {error}") from None
     from espnet_peft.analysis.plots import write_plots
