@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 
 def _replace_atomically(path: Union[str, Path], write: Callable[[Path], None]) -> None:
@@ -30,3 +31,27 @@ def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
     import torch  # here, so that the data-preparation tools that write text do not pay torch's import
 
     _replace_atomically(path, lambda tmp: torch.save(obj, tmp))
+
+
+@contextlib.contextmanager
+def atomic_torch_saves() -> Iterator[None]:
+    """While active, every ``torch.save`` to a path writes a temporary file and renames it.
+
+    ESPnet's trainer writes ``checkpoint.pth`` and the epoch models in place; a kill during that write would leave a
+    truncated file that the next run cannot resume from. Saves to file objects are left as they are.
+    """
+    import torch
+
+    original = torch.save
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(f, (str, os.PathLike)):
+            _replace_atomically(f, lambda tmp: original(obj, tmp, *args, **kwargs))
+        else:
+            original(obj, f, *args, **kwargs)
+
+    torch.save = save
+    try:
+        yield
+    finally:
+        torch.save = original

@@ -195,3 +195,71 @@ def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: 
         assert info["settings"]["model_sha256"] == file_sha256(exp / "valid.acc.best.pth")
         uninterrupted = finished / "exp" / "child_lora_s0" / "decode" / test_set / "text"
         assert (decoded / "text").read_text() == uninterrupted.read_text()
+
+
+def _descendants(pid: int) -> set:
+    """Every live process started (directly or not) by ``pid``."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, set()).add(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "Z" not in (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
+def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(finished: Path,
+                                                                                 tmp_path: Path) -> None:
+    import signal
+    import time
+
+    copy = tmp_path / "egs2"
+    shutil.copytree(finished.parents[1], copy, symlinks=True)
+    recipe_dir = copy / "synthetic" / "peft1"
+    exp = recipe_dir / "exp" / "child_lora_s0"
+    shutil.rmtree(exp)
+    config = recipe_dir / "conf" / "quick" / "finetune.yaml"
+    config.write_text(config.read_text().replace("max_epoch: 2", "max_epoch: 500"))  # long enough to be caught
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
+    stage7 = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--stage", "7", "--stop_stage", "7",
+              "--methods", "lora", "--target_domains", "child"]
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(stage7, cwd=recipe_dir, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (exp / "train.log").is_file() or "s2t_train" not in (exp / "train.log").read_text():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "the first training did not start"
+            time.sleep(1)
+        second = subprocess.run(stage7, cwd=recipe_dir, env=env, capture_output=True, text=True)
+        assert second.returncode != 0
+        assert "exp/child_lora_s0 is being trained by another run right now" in second.stderr
+
+        jobs = _descendants(first.pid)
+        assert jobs, "the first run has no running jobs to stop"
+        first.send_signal(signal.SIGTERM)  # run.sh's own pid only, as `kill <pid>` does
+        first.wait(timeout=60)
+        deadline = time.time() + 30
+        while any(_alive(pid) for pid in jobs) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not [pid for pid in jobs if _alive(pid)], "jobs of the killed run are still running"
+        assert "interrupted: stopping this run's jobs" in (tmp_path / "first.log").read_text()
+        assert not (exp / ".done").exists()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ import torch
 from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 
+from espnet_peft.atomic import atomic_torch_saves
 from espnet_peft.injection import adapter_layers, initialise_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.train.checkpoint import (
@@ -54,8 +55,9 @@ class PeftTrainer(Trainer):
             check_checkpoint_complete(Path(trainer_options.output_dir) / "checkpoint.pth")
         if writer:
             write_parameter_counts(model, Path(trainer_options.output_dir))
-        super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
-                    plot_attention_iter_factory, trainer_options, distributed_option)
+        with atomic_torch_saves():  # a kill while checkpoint.pth is written leaves the previous one intact
+            super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+                        plot_attention_iter_factory, trainer_options, distributed_option)
 
 
 def write_parameter_counts(model: torch.nn.Module, output_dir: Path) -> None:

@@ -61,6 +61,19 @@ Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 
 . ./cmd.sh
 . utils/parse_options.sh
 
+kill_tree() {  # <pid>: the process and everything it started, deepest first
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "${child}"; done
+  kill -TERM "$1" 2>/dev/null || true
+}
+on_signal() {  # a killed run stops its own jobs (trainings, decodes and their launchers), not only itself
+  trap - INT TERM HUP
+  log "interrupted: stopping this run's jobs; re-running the same command resumes"
+  for child in $(pgrep -P $$); do kill_tree "${child}"; done
+  exit 130
+}
+trap on_signal INT TERM HUP
+
 for tool in sox sclite; do
   command -v "${tool}" >/dev/null || { log "ERROR: ${tool} not found: apt-get install ${tool/sclite/sctk} (or run 'make setup' at the repo root)"; exit 1; }
 done
@@ -98,9 +111,16 @@ s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set
 }
 
 train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet training through espnet2.bin.launch
-  local dir=$1 train_set=$2 dev_set=$3 config=$4; shift 4
+  local dir=$1 train_set=$2 dev_set=$3 config=$4 lock; shift 4
   if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; return; fi
   mkdir -p "${dir}"
+  # one training per experiment dir at a time; the lock goes with this process, also when it is killed
+  exec {lock}>"${dir}/.lock"
+  if ! flock -n "${lock}"; then
+    log "ERROR: ${dir} is being trained by another run right now (it holds ${dir}/.lock): wait for it or stop it"
+    return 1
+  fi
+  if [ -f "${config}.new" ]; then mv "${config}.new" "${config}"; fi  # only now: the running owner's stays intact
   log "training ${dir} (log: ${dir}/train.log); a killed run resumes from ${dir}/checkpoint.pth"
   # shellcheck disable=SC2046
   ${python} -m espnet_peft.bin.measure --out "${dir}/resources.json" -- \
@@ -287,7 +307,6 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
       failed+=("${dir}")
       continue
     fi
-    mv "${dir}/train.yaml.new" "${dir}/train.yaml"
     # up to train_jobs trainings at once (each one its own process, log and resume point)
     while [ "$(jobs -rp | wc -l)" -ge "${train_jobs}" ]; do sleep 2; done
     train "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml" --init_param "${source_dir}/model.pth" &

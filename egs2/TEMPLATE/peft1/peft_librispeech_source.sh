@@ -12,7 +12,7 @@
 #   synthetic recipe.
 set -euo pipefail
 
-./peft.sh \
+exec ./peft.sh \
     --source_train_set librispeech_dev_clean \
     --source_dev_set librispeech_dev_other \
     --source_test_sets "librispeech_test_clean librispeech_test_other" \

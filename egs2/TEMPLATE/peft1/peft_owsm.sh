@@ -27,7 +27,7 @@ read -r hub_tag budget < <(awk -v model="${owsm_model}:" '$0 == model { inside =
 gpus=
 if [ "${ngpu}" -ge 8 ]; then gpus=_8gpu; fi
 
-./peft_librispeech_source.sh \
+exec ./peft_librispeech_source.sh \
     --source_model "${hub_tag}" --budget "${budget}" --peft_conf_dir conf/owsm/peft \
     --finetune_config "conf/owsm/${owsm_model}/finetune${gpus}.yaml" \
     --full_finetune_config "conf/owsm/${owsm_model}/finetune_full${gpus}.yaml" \

@@ -7,4 +7,4 @@
 #   ./run.sh [--owsm_model owsm_v3.1_ebf_base] [--stage 1 --stop_stage 12] [--methods "lora ssvd_o"] [--ngpu 1]
 set -euo pipefail
 
-./peft_owsm.sh --target_domains child "$@"
+exec ./peft_owsm.sh --target_domains child "$@"

@@ -22,7 +22,7 @@ if [ "${1:-}" = --quick ]; then
              --local_data_opts "--sizes train=12,dev=4,test=6,source.newtext=4 --speakers train=3,dev=2,test=2")
 fi
 
-./peft.sh \
+exec ./peft.sh \
     --source_train_set source_train \
     --source_dev_set source_dev \
     --source_test_sets source_test \
