@@ -112,7 +112,7 @@ s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set
 
 train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet training through espnet2.bin.launch
   local dir=$1 train_set=$2 dev_set=$3 config=$4 lock; shift 4
-  if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; return; fi
+  if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; rm -f "${config}.new"; return; fi
   mkdir -p "${dir}"
   # one training per experiment dir at a time; the lock goes with this process, also when it is killed
   exec {lock}>"${dir}/.lock"
