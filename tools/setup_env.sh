@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 extras="[test]"
 # espeak-ng + sox: synthetic speech; sctk: sclite; slurm + munge: a real one-node Slurm for the slurm.pl tests;
-# shellcheck: the recipe scripts' lint test; libsox-fmt-mp3: Common Voice clips.
-debian_packages=(espeak-ng sox libsox-fmt-mp3 sctk slurmctld slurmd slurm-client munge shellcheck)
+# shellcheck: the recipe scripts' lint test; libsox-fmt-mp3: Common Voice clips; procps (pgrep) + util-linux (flock):
+# the recipe driver stops its jobs when killed and locks each experiment dir.
+debian_packages=(espeak-ng sox libsox-fmt-mp3 sctk slurmctld slurmd slurm-client munge shellcheck procps util-linux)
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 
