@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
+from espnet_peft import fault_points
+
 
 def _replace_atomically(path: Union[str, Path], write: Callable[[Path], None]) -> None:
     """``write`` a temporary sibling, flush it to disk, then rename it over ``path``."""
@@ -17,6 +19,7 @@ def _replace_atomically(path: Union[str, Path], write: Callable[[Path], None]) -
         write(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        fault_points.reach(f"write:{path.name}")
         os.replace(tmp, path)
     finally:
         if tmp.exists():

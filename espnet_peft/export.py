@@ -21,6 +21,7 @@ import torch
 import yaml
 from torch import nn
 
+from espnet_peft import fault_points
 from espnet_peft.base_fingerprint import base_fingerprint, fingerprint_mismatches
 from espnet_peft.injection import SPEC_ATTRIBUTE, adapter_layers, inject_adapters, merge_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
@@ -29,6 +30,17 @@ from espnet_peft.train.checkpoint import load_adapter_only_state
 TASKS = {"asr": "espnet_peft.tasks.asr:ASRTask", "s2t": "espnet_peft.tasks.s2t:S2TTask",
          "s2t_ctc": "espnet_peft.tasks.s2t_ctc:S2TTask"}
 PACKAGE_FORMAT = 1
+
+
+def config_task(config: Path) -> str:
+    """The ESPnet task a training config belongs to, from its preprocessor: ``s2t_ctc`` (OWSM-CTC), ``s2t`` (OWSM)
+    or ``asr``."""
+    with open(config, encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    preprocessor = conf.get("preprocessor")
+    if preprocessor == "s2t_ctc" or "promptencoder" in conf:
+        return "s2t_ctc"
+    return "s2t" if preprocessor == "s2t" else "asr"
 
 
 def task_class(task: str) -> Any:
@@ -46,6 +58,7 @@ def atomic_directory(output_dir: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
         yield staging
+        fault_points.reach(f"rename_dir:{output_dir.name}")
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)

@@ -84,7 +84,7 @@ def test_checked_sweep_has_the_field_type_and_the_default_of_the_recipe_conf() -
     ("sssvd_o:outer_share=1", "unknown method 'sssvd_o'; adapters are"),
     ("full:lr=1", "full fine-tuning has no adapter fields"),
     ("ssvd_o:outershare=1", "ssvd_o has no field 'outershare'; its fields are .*'outer_share'"),
-    ("ssvd_o:outer_share=1.5", "value '1.5': outer_share must be in \\[0, 1\\]"),
+    ("ssvd_o:outer_share=1.5", "value '1.5': outer_share must be a number in \\[0.0, 1.0\\], got 1.5"),
     ("ssvd_o:outer_share=half", "value 'half': .*not of the field's type float"),
     ("lora:use_rslora=1", "value '1': .*not of the field's type bool"),
     ("ssvd_o:rotation_map=cayley,expm", "value 'expm': rotation_map must be one of"),

@@ -27,7 +27,6 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import soundfile
 import torch
-import yaml
 from torch import nn
 
 from espnet_peft.analysis.model_access import EspnetEncoderAccess, HFAccess, ModelAccess
@@ -77,13 +76,13 @@ def detect_task(config: Path) -> str:
 
     OWSM-CTC (``s2t_ctc``) models encode with a text prompt and are not supported: their config is refused here.
     """
-    with open(config, encoding="utf-8") as f:
-        conf = yaml.safe_load(f) or {}
-    preprocessor = conf.get("preprocessor")
-    if preprocessor == "s2t_ctc" or "promptencoder" in conf:
+    from espnet_peft.export import config_task
+
+    task = config_task(config)
+    if task == "s2t_ctc":
         raise AnalysisInputError(f"{config}: OWSM-CTC (s2t_ctc) models need a text prompt to encode and are not "
                                  f"supported; use an ASR or S2T model")
-    return "s2t" if preprocessor == "s2t" else "asr"
+    return task
 
 
 def _espnet_source(label: str, config: Path, model_file: Optional[Path], task: str) -> ModelSource:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from espnet_peft.export import TASKS, merge_experiment
+from espnet_peft.export import TASKS, config_task, merge_experiment
 
 
 def experiment_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -36,6 +36,10 @@ def resolve_experiment(args: argparse.Namespace) -> tuple:
     for path in (config, model_file):
         if not Path(path).is_file():
             raise SystemExit(f"file not found: {path}")
+    detected = config_task(config)
+    if detected != args.task:
+        raise SystemExit(f"{config} is an {detected} experiment (by its preprocessor), not {args.task}: "
+                         f"run with --task {detected}")
     return config, model_file
 
 

@@ -26,9 +26,10 @@ import soundfile
 import torch
 from tqdm import tqdm
 
+from espnet_peft import fault_points
+from espnet_peft.atomic import atomic_write_text
 from espnet_peft.inference.greedy import CTC_CANDIDATES, CTC_PREFIXES, fixed_window, greedy_decode, make_prompt
 from espnet_peft.recipe.fingerprint import file_sha256
-from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe.kaldi_data import read_table
 
 DECODE_INFO = "decode_info.json"
@@ -108,7 +109,8 @@ def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, t
     atomic_write_text(out_dir / "text", "".join(line + "\n" for line in lines))
     info = {"settings": settings, "wav_scp_sha256": file_sha256(wav_scp), "utterances": len(keys),
             "batch_size": args.batch_size, "device": args.device, "decode_time_s": round(time.time() - start, 2)}
-    atomic_write_text(out_dir / DECODE_INFO, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out_dir / DECODE_INFO, json.dumps(info, indent=2) + "\n")  # last: marks the set done
+    fault_points.reach("decoded_set")
     print(f"{out_dir}/text: {len(keys)} utterances in {info['decode_time_s']} s", file=sys.stderr)
 
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +14,7 @@ import torch
 from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 
+from espnet_peft import fault_points
 from espnet_peft.atomic import atomic_torch_saves
 from espnet_peft.injection import adapter_layers, initialise_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
@@ -55,6 +57,9 @@ class PeftTrainer(Trainer):
             check_checkpoint_complete(Path(trainer_options.output_dir) / "checkpoint.pth")
         if writer:
             write_parameter_counts(model, Path(trainer_options.output_dir))
+        if os.environ.get(fault_points.ENV, "").startswith("train_forward:"):
+            model.register_forward_pre_hook(lambda module, _: fault_points.reach("train_forward") if module.training
+                                            else None)
         with atomic_torch_saves():  # a kill while checkpoint.pth is written leaves the previous one intact
             super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
                         plot_attention_iter_factory, trainer_options, distributed_option)

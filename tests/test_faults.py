@@ -1,0 +1,289 @@
+"""Fault injection: SIGKILL at named points of training, merging, packaging and decoding, then a plain re-run.
+
+Every fault must be survived with results identical to an uninterrupted run, and every bad input must be refused
+with a message that names the file or utterance. Faults are placed deterministically with
+``ESPNET_PEFT_FAULT=<point>:<n>`` (``espnet_peft.fault_points``): the n-th time a process reaches the point it kills
+itself, e.g. between writing ``checkpoint.pth`` completely and renaming it into place.
+
+``python benchmarks/faults.py`` runs this file and writes the tally to ``benchmarks/results/faults.json``
+(``FAULTS_JSON`` names the file); a plain pytest run only asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pytest
+import torch
+
+from espnet_fixtures import PretrainedModel, finetune_cmd
+from espnet_peft.fault_points import ENV
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ["linear_q", "linear_v", "linear_out", "w_1", "w_2"]
+LEDGER: Dict[str, List[dict]] = {"faults": [], "bad_inputs": []}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tally():
+    yield
+    path = os.environ.get("FAULTS_JSON")
+    if path:
+        faults, bad = LEDGER["faults"], LEDGER["bad_inputs"]
+        summary = {
+            "faults_injected": len(faults),
+            "faults_survived_identical": sum(f["survived"] and f["identical"] for f in faults),
+            "bad_inputs_tried": len(bad),
+            "bad_inputs_rejected_by_name": sum(b["rejected"] and b["named"] for b in bad),
+        }
+        Path(path).write_text(json.dumps({**summary, **LEDGER}, indent=2) + "\n")
+
+
+def run(module: str, args: List[str], fault: str = "", cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop(ENV, None)
+    if fault:
+        env[ENV] = fault
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def same_tensors(a: Path, b: Path) -> bool:
+    sa, sb = (torch.load(p, map_location="cpu", weights_only=False) for p in (a, b))
+    sa, sb = (s["model"] if "reporter" in s else s for s in (sa, sb))
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def inject(what: str, fault: str, interrupted: Callable[[], subprocess.CompletedProcess],
+           rerun: Callable[[], subprocess.CompletedProcess], identical: Callable[[], bool]) -> None:
+    """Run with the fault (it must die by SIGKILL), re-run plainly, compare with the uninterrupted result."""
+    killed = interrupted()
+    survived = killed.returncode == -signal.SIGKILL
+    again = rerun()
+    survived = survived and again.returncode == 0
+    same = survived and identical()
+    LEDGER["faults"].append({"where": what, "fault": fault, "killed": killed.returncode == -signal.SIGKILL,
+                             "survived": survived, "identical": same})
+    assert killed.returncode == -signal.SIGKILL, f"{fault} was not reached: {killed.stderr[-2000:]}"
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert same, f"{what}: the re-run after {fault} differs from the uninterrupted run"
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def training_args(pretrained: PretrainedModel, out: Path) -> List[str]:
+    # A fixed compute path: `auto` picks by timing, and the two exact paths differ in the last bits.
+    conf = {"method": "ssvd_o", "target_modules": TARGETS, "budget": 150, "outer_share": 0.5,
+            "compute_path": "lowrank"}
+    return finetune_cmd(pretrained, out, ["--use_adapter", "true", "--adapter", "espnet_peft", "--adapter_conf",
+                                          json.dumps(conf), "--max_epoch", "3", "--optim_conf", "lr=0.01",
+                                          "--scheduler", "none", "--seed", "1", "--resume", "true"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(pretrained_asr: PretrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "uninterrupted"
+    result = run("espnet_peft.bin.asr_train", training_args(pretrained_asr, out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("fault", [
+    "train_forward:5",            # mid-epoch 1
+    "train_forward:7",            # mid-epoch 2 (4 batches an epoch), after a checkpoint exists
+    "write:checkpoint.pth:1",     # checkpoint.pth complete on disk, not yet renamed into place
+    "write:checkpoint.pth:2",     # the same at the end of epoch 2, over the epoch-1 checkpoint
+])
+def test_training_survives_a_kill(pretrained_asr: PretrainedModel, uninterrupted: Path, tmp_path: Path,
+                                  fault: str) -> None:
+    out = tmp_path / "exp"
+    args = training_args(pretrained_asr, out)
+    inject("training", fault,
+           lambda: run("espnet_peft.bin.asr_train", args, fault),
+           lambda: run("espnet_peft.bin.asr_train", args),
+           lambda: same_tensors(out / "checkpoint.pth", uninterrupted / "checkpoint.pth")
+           and same_tensors(out / "3epoch.pth", uninterrupted / "3epoch.pth"))
+
+
+# ------------------------------------------------------------------------------------- merging, packaging
+
+
+@pytest.mark.parametrize("tool,out_name", [("espnet_peft.bin.merge", "merged"),
+                                           ("espnet_peft.bin.export_adapter", "adapter")])
+def test_merging_and_packaging_survive_a_kill(uninterrupted: Path, tmp_path: Path, tool: str, out_name: str) -> None:
+    reference = tmp_path / "reference" / out_name
+    args = ["--task", "asr", "--exp_dir", str(uninterrupted), "--model_file", str(uninterrupted / "3epoch.pth")]
+    assert run(tool, [*args, "--output_dir", str(reference)]).returncode == 0
+    out = tmp_path / "faulted" / out_name
+    first = out.parent / "first_attempt_leftover"
+
+    def interrupted() -> subprocess.CompletedProcess:
+        out.parent.mkdir(parents=True)
+        first.write_text("an unrelated file in the same parent stays")
+        return run(tool, [*args, "--output_dir", str(out)], f"rename_dir:{out_name}:1")
+
+    def identical() -> bool:
+        files = sorted(p.name for p in reference.iterdir())
+        return (files == sorted(p.name for p in out.iterdir()) and first.is_file()
+                and all(same_tensors(reference / f, out / f) if f.endswith(".pth")
+                        else (reference / f).read_bytes() == (out / f).read_bytes()
+                        for f in files if f not in ("config.yaml", "adapter_config.yaml")))
+
+    inject(out_name, f"rename_dir:{out_name}:1", interrupted,
+           lambda: run(tool, [*args, "--output_dir", str(out)]), identical)
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+
+
+def test_decoding_survives_a_kill_between_sets(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        shutil.copytree(pretrained_s2t.valid_dir, data / name)
+    model = ["--s2t_train_config", str(pretrained_s2t.config), "--s2t_model_file", str(pretrained_s2t.model_file)]
+
+    def args(root: Path) -> List[str]:
+        return [*model, "--set", str(data / "a"), str(root / "a"), "--set", str(data / "b"), str(root / "b")]
+
+    assert run("espnet_peft.bin.s2t_batch_inference", args(tmp_path / "reference")).returncode == 0
+    out = tmp_path / "faulted"
+    inject("decoding", "decoded_set:1",
+           lambda: run("espnet_peft.bin.s2t_batch_inference", args(out), "decoded_set:1"),
+           lambda: run("espnet_peft.bin.s2t_batch_inference", args(out)),
+           lambda: all((out / s / "text").read_text() == (tmp_path / "reference" / s / "text").read_text()
+                       for s in ("a", "b")))
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+
+def refuse(what: str, action: Callable[[], object], names: str) -> None:
+    """``action`` must raise, and its message must contain ``names`` (the file, utterance or tensor)."""
+    try:
+        action()
+    except (Exception, SystemExit) as error:  # noqa: BLE001 (any refusal counts; its message is what is checked)
+        message = str(error)
+        excerpt = next((line for line in message.splitlines() if names in line), message)
+        LEDGER["bad_inputs"].append({"input": what, "rejected": True, "named": names in message,
+                                     "message": excerpt[:300]})
+        assert names in message, f"{what}: the message does not name {names!r}: {message}"
+        return
+    LEDGER["bad_inputs"].append({"input": what, "rejected": False, "named": False, "message": ""})
+    pytest.fail(f"{what} was accepted")
+
+
+def test_bad_data_is_refused_by_name(tmp_path: Path) -> None:
+    from espnet_peft.recipe.kaldi_data import read_table, validate_and_filter
+
+    table = tmp_path / "latin1" / "text"
+    table.parent.mkdir()
+    table.write_bytes(b"utt1 hello\nutt2 caf\xe9\n")
+    refuse("non-UTF-8 transcript", lambda: read_table(table), f"{table}, line 2")
+    duplicated = tmp_path / "dup" / "text"
+    duplicated.parent.mkdir()
+    duplicated.write_text("utt1 a\nutt1 b\n")
+    refuse("duplicate utterance id", lambda: read_table(duplicated), "utt1")
+    refuse("missing data dir", lambda: validate_and_filter(tmp_path / "nowhere", tmp_path / "out"),
+           str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("conf,names", [
+    ({"method": "lora", "target_modules": TARGETS, "overrides": {"w_1": {"rank": 2}}}, "w_1"),
+    ({"method": "lora", "target_modules": TARGETS, "overrides": {"linear_z": {"r": 2}}}, "linear_z"),
+    ({"method": "ssvd_o", "target_modules": TARGETS, "budget": 40, "outer_share": "0.5"}, "outer_share"),
+    ({"method": "lora", "target_modules": 3}, "target_modules"),
+    ({"method": "ssvd", "target_modules": TARGETS, "rotation_ratio": 0.4, "preset": "espnet_pr6425",
+      "rotation_map": "cayley"}, "rotation_map"),
+])
+def test_bad_adapter_configs_are_refused_by_name(conf: dict, names: str) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from adapter_models import build_model
+    from espnet_peft.injection import inject_adapters
+
+    refuse(f"adapter_conf {conf}", lambda: inject_adapters(build_model(), conf), names)
+
+
+def test_bad_checkpoints_are_refused_by_name(pretrained_asr: PretrainedModel, uninterrupted: Path,
+                                             tmp_path: Path) -> None:
+    from espnet_peft.export import task_class
+
+    truncated = tmp_path / "truncated.pth"
+    data = (uninterrupted / "3epoch.pth").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    refuse("truncated checkpoint",
+           lambda: task_class("asr").build_model_from_file(uninterrupted / "config.yaml", truncated),
+           str(truncated))
+    if not json.loads((uninterrupted / "base_fingerprint.json").read_text())["init_param"]:
+        pytest.fail("the run recorded no init_param")
+    changed = tmp_path / "changed_base.pth"
+    state = torch.load(pretrained_asr.model_file, map_location="cpu")
+    state["encoder.encoders.0.feed_forward.w_1.weight"] += 0.05
+    torch.save(state, changed)
+    import yaml
+
+    config = yaml.safe_load((uninterrupted / "config.yaml").read_text())
+    config["init_param"] = [str(changed)]
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(config))
+    adapter_only = tmp_path / "adapter_only.pth"
+    full = torch.load(uninterrupted / "3epoch.pth", map_location="cpu")
+    torch.save({k: v for k, v in full.items() if "lora" in k or "svd" in k or "generator" in k or "sigma" in k
+                or "adapter_initialised" in k}, adapter_only)
+    shutil.copy(uninterrupted / "base_fingerprint.json", tmp_path / "base_fingerprint.json")
+    refuse("adapter-only checkpoint on another base",
+           lambda: task_class("asr").build_model_from_file(tmp_path / "changed.yaml", adapter_only),
+           "encoders.0.feed_forward.w_1.weight")
+
+
+def test_a_command_for_the_wrong_task_is_refused_by_name(uninterrupted: Path, tmp_path: Path) -> None:
+    from espnet_peft.bin.merge import main as merge
+
+    refuse("--task s2t on an ASR experiment",
+           lambda: merge(["--task", "s2t", "--exp_dir", str(uninterrupted), "--output_dir", str(tmp_path / "m")]),
+           "run with --task asr")
+
+
+def test_an_adapter_only_resume_without_its_base_is_refused_by_name(pretrained_asr: PretrainedModel,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    args = [*training_args(pretrained_asr, out), "--save_strategy", "adapter_only", "--max_epoch", "1"]
+    assert run("espnet_peft.bin.asr_train", args).returncode == 0
+    without_base = [*args[:-2], "--max_epoch", "2", "--init_param"]
+
+    def resume() -> None:
+        result = run("espnet_peft.bin.asr_train", without_base)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-2000:])
+
+    refuse("adapter-only resume without --init_param", resume, f"Pass --init_param {pretrained_asr.model_file}")
+
+
+def test_unusable_utterances_are_skipped_by_name_in_analysis(pretrained_asr: PretrainedModel, tmp_path: Path) -> None:
+    from espnet_peft.analysis.sources import read_utterances
+    from espnet_peft.recipe.kaldi_data import read_table, write_table
+
+    data = tmp_path / "data"
+    shutil.copytree(pretrained_asr.valid_dir, data)
+    wavs, text = read_table(data / "wav.scp"), read_table(data / "text")
+    first = sorted(wavs)[0]
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
+    wavs.update({"x_corrupt": str(corrupt), "x_no_words": wavs[first]})
+    text.update({"x_corrupt": text[first], "x_no_words": ""})
+    write_table(data / "wav.scp", wavs)
+    write_table(data / "text", text)
+    for key, reason in (("x_corrupt", "audio"), ("x_no_words", "empty_text")):
+        def analysed(key: str = key, reason: str = reason) -> None:
+            skipped: dict = {}
+            read_utterances(str(data), skipped=skipped)
+            if key in skipped:
+                raise ValueError(f"skipped {key}: {skipped[key][0]} ({skipped[key][1]})")
+
+        refuse(f"analysis input {key}", analysed, f"skipped {key}: ")
+        assert reason in LEDGER["bad_inputs"][-1]["message"]
