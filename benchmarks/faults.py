@@ -11,6 +11,7 @@ file, utterance or tensor. Exits non-zero when any of them fails.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -27,6 +28,10 @@ def main() -> int:
     env = {**os.environ, "FAULTS_JSON": str(args.output.resolve()), "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_faults.py"], cwd=REPO, env=env)
     tally = json.loads(args.output.read_text())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    tally = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "command": "python benchmarks/faults.py", "git_commit": commit.stdout.strip(), **tally}
+    args.output.write_text(json.dumps(tally, indent=2) + "\n")
     print(json.dumps({k: v for k, v in tally.items() if not isinstance(v, list)}, indent=2))
     print(f"wrote {args.output}")
     return result.returncode
