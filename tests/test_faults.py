@@ -79,9 +79,8 @@ def inject(what: str, fault: str, interrupted: Callable[[], subprocess.Completed
 
 
 def training_args(pretrained: PretrainedModel, out: Path) -> List[str]:
-    # A fixed compute path: `auto` picks by timing, and the two exact paths differ in the last bits.
-    conf = {"method": "ssvd_o", "target_modules": TARGETS, "budget": 150, "outer_share": 0.5,
-            "compute_path": "lowrank"}
+    # The default compute path (`auto`): it must pick the same path in the resumed run as in the uninterrupted one.
+    conf = {"method": "ssvd_o", "target_modules": TARGETS, "budget": 150, "outer_share": 0.5}
     return finetune_cmd(pretrained, out, ["--use_adapter", "true", "--adapter", "espnet_peft", "--adapter_conf",
                                           json.dumps(conf), "--max_epoch", "3", "--optim_conf", "lr=0.01",
                                           "--scheduler", "none", "--seed", "1", "--resume", "true"])

@@ -1,14 +1,18 @@
-"""Choosing, by measurement, how a low-rank-core adapter applies its update.
+"""Choosing how a low-rank-core adapter applies its update.
 
 Two exact ways to compute ``y = W' x + b`` with ``W' = W + U M Vh`` (``U: [d_out, k]``, ``M: [k, k]``,
 ``Vh: [k, d_in]``):
 
-* ``lowrank``: ``W x + U (M (Vh x))`` costs ``k (d_in + k + d_out)`` extra per token, forward and backward;
-* ``rebuild``: form ``W'`` once per step and run one dense matmul; costs ``d_out k (k + d_in)`` per step, but the
-  backward then needs the full ``d_out x d_in`` weight gradient.
+* ``lowrank``: ``W x + U (M (Vh x))`` costs ``k (d_in + k + d_out)`` extra per token in the forward and
+  ``k (d_in + 2k + d_out)`` in the backward;
+* ``rebuild``: form ``W'`` once per step (``d_out k d_in`` plus ``k^2`` times the narrower side) and run one dense
+  matmul; the backward's core gradient costs ``k (d_in + d_out) + k^2`` per token (``core_linear``).
 
-Which is cheaper depends on ``k``, the layer shape, the tokens in the batch and the hardware, so ``auto`` times both
-on the first batch of each (shape, k bucket, token-count bucket, grad mode, device, dtype) and caches the winner.
+The two agree to rounding, not bit for bit. ``auto`` (the default) therefore picks by counting those multiply-adds:
+a pure function of the layer shape, ``k``, the tokens in the batch and whether gradients are needed, so every run,
+and every resumed run, of the same model on the same data takes the same path and computes the same numbers.
+``timed`` instead times both on the first batch of each (shape, k bucket, token-count bucket, grad mode, device,
+dtype) and keeps the faster on this machine: sometimes quicker, but the choice can differ between runs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 
-COMPUTE_PATHS = ("auto", "lowrank", "rebuild")
+COMPUTE_PATHS = ("auto", "timed", "lowrank", "rebuild")
 
 _DECISIONS: Dict[Tuple, str] = {}
 
@@ -85,3 +89,13 @@ def cached_choice(key: Tuple, choose: Callable[[], str]) -> str:
 def clear_decisions() -> None:
     """Forget every cached choice (benchmarks that build several models in one process)."""
     _DECISIONS.clear()
+
+
+def counted_choice(d_out: int, d_in: int, k: int, tokens: int, grad: bool) -> str:
+    """The path with fewer multiply-adds for this layer and batch (see the module docstring); ties go to lowrank."""
+    lowrank = tokens * k * (d_in + k + d_out)
+    rebuild = d_out * k * d_in + min(d_out, d_in) * k * k
+    if grad:
+        lowrank += tokens * k * (d_in + 2 * k + d_out)
+        rebuild += tokens * k * (d_in + d_out + k)
+    return "lowrank" if lowrank <= rebuild else "rebuild"

@@ -78,7 +78,8 @@ class SubspaceRotationConfig(AdapterConfig):
             side of wide layers). For SSVD-O, the side that SSVD would rotate is the one ``outer_share: 0`` rotates.
         gate: shift the singular values by ``delta * sigmoid(gate)`` with one trainable scalar ``gate`` per layer
             (the authors' code; one extra parameter) instead of by ``delta``.
-        compute_path: ``auto`` (default; time both and keep the faster per layer shape and batch size),
+        compute_path: ``auto`` (default; the path with fewer multiply-adds for the layer and batch, the same in
+            every run), ``timed`` (time both, keep the faster on this machine; not reproducible bit for bit),
             ``lowrank`` (rank-k correction ``W x + U (M (V^T x))``) or ``rebuild`` (form ``W'`` once per step, with
             a backward that computes only the core's gradient).
         preset: a name in ``PRESETS`` that sets several of the fields above at once; a field given together with
@@ -236,9 +237,12 @@ class SubspaceRotationLayer(AdapterLayer):
         return core_linear(x, self.weight, self.bias, self.svd_u, core, self.svd_vh)
 
     def _choose_path(self, x: torch.Tensor) -> str:
-        if self.config.compute_path != "auto":
+        if self.config.compute_path in ("lowrank", "rebuild"):
             return self.config.compute_path
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.adapter_parameters().values())
+        if self.config.compute_path == "auto":
+            return compute_path.counted_choice(self.out_features, self.in_features, self.k,
+                                               x.numel() // x.shape[-1], grad)
         key = (
             self.out_features, self.in_features, compute_path.rank_bucket(self.k),
             compute_path.token_bucket(x.numel() // x.shape[-1]),
@@ -267,7 +271,7 @@ class SubspaceRotationLayer(AdapterLayer):
 
     @contextlib.contextmanager
     def bottleneck_probe(self) -> Iterator[None]:
-        # `rebuild` folds the update into the weight, and `auto` would time both paths on the probed input.
+        # `rebuild` folds the update into the weight, and `timed` would time both paths on the probed input.
         original = self.config
         self.config = original.replace(compute_path="lowrank")
         try:
