@@ -104,7 +104,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     figures = write_plots(results, args.out)
-    (args.out / "summary.md").write_text(render_summary(results, figures, args.out), encoding="utf-8")
+    atomic_write_text(args.out / "summary.md", render_summary(results, figures, args.out))
     atomic_write_text(args.out / ANALYSIS_JSON, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(f"analysis written to {args.out} ({ANALYSIS_JSON}, summary.md, {len(figures)} figures)")
 

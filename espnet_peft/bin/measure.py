@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from espnet_peft.atomic import atomic_write_text
+
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -32,8 +34,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {"wall_time_s": 0.0, "peak_rss_mb": 0.0}
     record = {"wall_time_s": previous["wall_time_s"] + elapsed, "peak_rss_mb": max(previous["peak_rss_mb"], peak_mb),
               "runs": previous.get("runs", 0) + 1, "last_returncode": returncode}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2))
+    atomic_write_text(args.out, json.dumps(record, indent=2))
     sys.exit(returncode)
 
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import torch
 import yaml
 
+from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe import model_card
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.report import environment
@@ -59,14 +60,14 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pack(args.exp_dir, model_file, args.token_dir, args.out)
     sha256 = file_sha256(args.out)
-    (args.out.parent / "SHA256SUMS").write_text(f"{sha256}  {args.out.name}\n", encoding="utf-8")
+    atomic_write_text(args.out.parent / "SHA256SUMS", f"{sha256}  {args.out.name}\n")
     n_params = sum(t.numel() for t in torch.load(model_file, map_location="cpu").values())
     card = model_card.render(
         args.out.name, sha256, args.out.stat().st_size, n_params, model_card.training_summary(args.exp_dir),
         json.loads(args.corpus.read_text(encoding="utf-8")), scores, args.sets[0], args.command,
         environment()['cpu'], args.note, model_card.search_description(args.decode_dir, args.sets[0]))
     card_path = args.card or args.out.parent / "README.md"
-    card_path.write_text(card, encoding="utf-8")
+    atomic_write_text(card_path, card)
     print(f"{args.out} (sha256 {sha256}), card {card_path}")
 
 

@@ -45,6 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_peft.analysis.plots import pyplot
+from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.comparisons import compare
 from espnet_peft.recipe.scoring import UtteranceCounts, read_score_dir
@@ -503,6 +504,6 @@ def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = boo
         written["results_md"] = out_dir / "RESULTS.md"
         written["results_json"] = out_dir / "results.json"
         markdown = render_markdown(results) + "".join(line + "\n" for line in analysis)
-        written["results_md"].write_text(markdown, encoding="utf-8")
-        written["results_json"].write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(written["results_json"], json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        atomic_write_text(written["results_md"], markdown)
     return written

@@ -31,6 +31,7 @@ from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe.kaldi_data import read_table
 from espnet_peft.recipe.text_norm import normalize_text
 
@@ -122,7 +123,7 @@ class UtteranceCounts:
         for i, utt in enumerate(self.utt_ids):
             ref, sub, dele, ins = (int(a[i]) for a in (self.ref, self.sub, self.dele, self.ins))
             rows.append("\t".join(map(str, (utt, ref, ref - sub - dele, sub, dele, ins, sub + dele + ins))))
-        Path(path).write_text("\n".join(rows) + "\n", encoding="utf-8")
+        atomic_write_text(path, "\n".join(rows) + "\n")
 
     @classmethod
     def read_tsv(cls, path: Path) -> "UtteranceCounts":
@@ -194,7 +195,7 @@ def trn_ids(utt_ids: Sequence[str], speakers: Mapping[str, str]) -> Dict[str, st
 
 def write_trn(path: Path, tokens: Mapping[str, Sequence[str]], ids: Mapping[str, str]) -> None:
     lines = [f"{' '.join(tokens[utt])} ({ids[utt]})".lstrip() for utt in ids]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def run_sclite(score_dir: Path) -> str:
@@ -321,12 +322,11 @@ def score_tokens(ref_tokens: Mapping[str, Sequence[str]], hyp_tokens: Mapping[st
     write_trn(score_dir / "ref.trn", ref_tokens, ids)
     write_trn(score_dir / "hyp.trn", hyp_tokens, ids)
     report = run_sclite(score_dir)
-    (score_dir / "result.txt").write_text(report, encoding="utf-8")
+    atomic_write_text(score_dir / "result.txt", report)
     counts = sclite_counts(report, ids, ref_tokens, score_dir)
     counts.write_tsv(score_dir / "per_utt.tsv")
     crosscheck = jiwer_crosscheck(counts, ref_tokens, hyp_tokens)
-    (score_dir / "jiwer_crosscheck.json").write_text(json.dumps(crosscheck, indent=2, ensure_ascii=False) + "\n",
-                                                     encoding="utf-8")
+    atomic_write_text(score_dir / "jiwer_crosscheck.json", json.dumps(crosscheck, indent=2, ensure_ascii=False) + "\n")
     return ScoreResult(unit, score_dir, counts, [], [], crosscheck)
 
 
@@ -357,8 +357,7 @@ def score_files(ref_path: Path, hyp_path: Path, out_dir: Path, utt2spk_path: Opt
                               {u: tokenize(t) for u, t in norm_hyps.items()},
                               speakers, Path(out_dir) / SCORE_DIRS[unit], unit)
         result = dataclasses.replace(result, missing_hyp=missing, extra_hyp=extra)
-        (result.score_dir / "summary.json").write_text(json.dumps(result.summary(), indent=2) + "\n",
-                                                       encoding="utf-8")
+        atomic_write_text(result.score_dir / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
         results[unit] = result
     return results
 

@@ -15,7 +15,7 @@ from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet_peft import fault_points
-from espnet_peft.atomic import atomic_torch_saves
+from espnet_peft.atomic import atomic_torch_saves, atomic_write_text
 from espnet_peft.injection import adapter_layers, initialise_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.train.checkpoint import (
@@ -70,7 +70,7 @@ def write_parameter_counts(model: torch.nn.Module, output_dir: Path) -> None:
     counts = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "total": sum(p.numel() for p in model.parameters())}
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "trainable_parameters.json").write_text(json.dumps(counts, indent=2))
+    atomic_write_text(output_dir / "trainable_parameters.json", json.dumps(counts, indent=2))
 
 
 def prepare_for_training(model: torch.nn.Module, options, writer: bool = True) -> None:

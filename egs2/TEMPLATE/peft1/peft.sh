@@ -406,12 +406,19 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
   mkdir -p exp/analysis/logdir
   : > exp/analysis/logdir/args.txt
   read -r first_seed _ <<< "${seeds}"
+  todo=()
   while read -r -u 3 domain _ seed name _; do
     # the first seed's model of each report row: the Analysis section shows one model per row
     [ "${seed}" = "${first_seed}" ] || continue
     out="exp/analysis/${domain}/${name#"${domain}_"}"
-    if [ -f "${out}/analysis.json" ]; then log "skip ${out}: done"; continue; fi
-    # the checkpoints stages 6 and 8 decode
+    # the checkpoints stages 6 and 8 decode; redone unless made_from.json matches models, audio and settings
+    made_from="--out ${out} --input model_a=${source_dir}/model.pth --input config_a=${source_dir}/config.yaml"
+    made_from+=" --input model_b=exp/${name}/valid.acc.best.pth --input config_b=exp/${name}/config.yaml"
+    made_from+=" --input wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${analyses// /,}"
+    made_from+=" --setting max_utts=${analysis_max_utts}"
+    # shellcheck disable=SC2086
+    if ${python} -m espnet_peft.bin.made_from check ${made_from}; then log "skip ${out}: done"; continue; fi
+    todo+=("${made_from}")
     echo "--model_a_config ${source_dir}/config.yaml --model_a_file ${source_dir}/model.pth" \
          "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/valid.acc.best.pth" \
          "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
@@ -421,6 +428,8 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     # one process for every model: ESPnet's S2T import alone costs 10-16 s
     ${decode_cmd} exp/analysis/logdir/analyze.log \
       ${python} -m espnet_peft.bin.run_many espnet_peft.bin.analyze exp/analysis/logdir/args.txt
+    # shellcheck disable=SC2086
+    for made_from in "${todo[@]}"; do ${python} -m espnet_peft.bin.made_from mark ${made_from}; done
   fi
   # the report finds exp/analysis by itself (stage 12 re-run later keeps the section)
   ${python} -m espnet_peft.bin.make_report --exp_root exp --out exp/report
