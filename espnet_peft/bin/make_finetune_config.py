@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import yaml
 
+from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe.finetune_config import ALL_METHODS, finetune_config
 from espnet_peft.recipe.settings import SettingError, parse_setting
 
@@ -34,10 +35,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                                  args.seed)
     except (SettingError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"make_finetune_config: {error}") from None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    tmp.rename(args.out)
+    atomic_write_text(args.out, yaml.safe_dump(config, sort_keys=False))
 
 
 if __name__ == "__main__":
