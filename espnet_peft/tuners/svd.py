@@ -37,7 +37,8 @@ def cayley(g: torch.Tensor) -> torch.Tensor:
 
 
 def linear_rotation(g: torch.Tensor) -> torch.Tensor:
-    """``I + 2 G``: the first-order expansion of the Cayley map (upstream ESPnet's default); not orthogonal."""
+    """``I + 2 G``: the first-order expansion of the Cayley map (the authors' SSVDLinear uses ``I - 2S``, ``S = -G``);
+    not orthogonal."""
     return torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) + 2 * g
 
 
