@@ -264,6 +264,9 @@ def test_an_adapter_only_resume_without_its_base_is_refused_by_name(pretrained_a
 
 
 def test_unusable_utterances_are_skipped_by_name_in_analysis(pretrained_asr: PretrainedModel, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile
+
     from espnet_peft.analysis.sources import read_utterances
     from espnet_peft.recipe.kaldi_data import read_table, write_table
 
@@ -271,13 +274,19 @@ def test_unusable_utterances_are_skipped_by_name_in_analysis(pretrained_asr: Pre
     shutil.copytree(pretrained_asr.valid_dir, data)
     wavs, text = read_table(data / "wav.scp"), read_table(data / "text")
     first = sorted(wavs)[0]
-    corrupt = tmp_path / "corrupt.wav"
+    corrupt, truncated, empty = tmp_path / "corrupt.wav", tmp_path / "truncated.wav", tmp_path / "empty.wav"
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage")
-    wavs.update({"x_corrupt": str(corrupt), "x_no_words": wavs[first]})
-    text.update({"x_corrupt": text[first], "x_no_words": ""})
+    payload = Path(wavs[first]).read_bytes()
+    truncated.write_bytes(payload[: len(payload) // 2])
+    soundfile.write(empty, np.zeros(0, dtype=np.int16), 16000)
+    wavs.update({"x_corrupt": str(corrupt), "x_truncated": str(truncated), "x_zero_samples": str(empty),
+                 "x_no_words": wavs[first]})
+    text.update({k: text[first] for k in ("x_corrupt", "x_truncated", "x_zero_samples")})
+    text["x_no_words"] = ""
     write_table(data / "wav.scp", wavs)
     write_table(data / "text", text)
-    for key, reason in (("x_corrupt", "audio"), ("x_no_words", "empty_text")):
+    for key, reason in (("x_corrupt", "unreadable_audio"), ("x_truncated", "truncated_audio"),
+                        ("x_zero_samples", "empty_audio"), ("x_no_words", "empty_text")):
         def analysed(key: str = key, reason: str = reason) -> None:
             skipped: dict = {}
             read_utterances(str(data), skipped=skipped)
