@@ -30,12 +30,6 @@ def atomic_write_text(path: Union[str, Path], content: str) -> None:
     _replace_atomically(path, lambda tmp: tmp.write_text(content, encoding="utf-8"))
 
 
-def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
-    import torch  # here, so that the data-preparation tools that write text do not pay torch's import
-
-    _replace_atomically(path, lambda tmp: torch.save(obj, tmp))
-
-
 @contextlib.contextmanager
 def atomic_torch_saves() -> Iterator[None]:
     """While active, every ``torch.save`` to a path writes a temporary file and renames it.
@@ -43,7 +37,7 @@ def atomic_torch_saves() -> Iterator[None]:
     ESPnet's trainer writes ``checkpoint.pth`` and the epoch models in place; a kill during that write would leave a
     truncated file that the next run cannot resume from. Saves to file objects are left as they are.
     """
-    import torch
+    import torch  # here, so that the data-preparation tools that write text do not pay torch's import
 
     original = torch.save
 

@@ -27,7 +27,7 @@ def _summary(tensor: torch.Tensor) -> List[float]:
 def base_fingerprint(model: nn.Module) -> Dict[str, Dict[str, Any]]:
     """Shape and statistics of every base parameter, with adapted layers reported by their *pretrained* weight."""
     layers = adapter_layers(model)
-    adapter_tensors = {f"{n}.{k}" for n, layer in layers.items() for k in layer.adapter_state_dict()}
+    adapter_tensors = {f"{n}.{k}" for n, layer in layers.items() for k in layer.adapter_parameters()}
     pretrained = {f"{n}.weight": layer.pretrained_weight() for n, layer in layers.items()}
     fingerprint = {}
     for name, parameter in model.named_parameters():

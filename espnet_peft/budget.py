@@ -40,6 +40,19 @@ class BudgetPlan:
         return conf
 
 
+#: a square layer and a budget on it, to find the fields a total budget derives (rank, k) without a model
+PROBE_DIM, PROBE_BUDGET = 256, 8192
+
+
+def budget_derived_fields(method: str, fields: Mapping[str, Any]) -> frozenset:
+    """The fields a total budget sets on every layer (LoRA's r, SSVD-O's k_inner / k_outer / budget)."""
+    try:
+        return frozenset(get_layer_class(method).config_class.fields_for_budget(PROBE_DIM, PROBE_DIM, PROBE_BUDGET,
+                                                                                  fields))
+    except (AdapterConfigError, NotImplementedError):
+        return frozenset()
+
+
 def _set_items(fields: Mapping[str, Any]) -> Tuple[Tuple[str, Any], ...]:
     return tuple(sorted((k, v) for k, v in fields.items() if v is not None))
 

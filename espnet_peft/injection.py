@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from espnet_peft.budget import plan_budget
+from espnet_peft.budget import budget_derived_fields, plan_budget
 from espnet_peft.targets import OUTPUT_HEADS, TargetSpec, find_targets, is_output_head, name_matches  # noqa: F401 (re-exported)
 from espnet_peft.tuners import METHODS, AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
 
@@ -64,8 +64,7 @@ class InjectionSpec:
         if spec.total_budget is not None:
             # The plan replaces these per layer. A warning, not an error: recipes keep a method's own rank in its
             # config for runs without a total budget, and experiments trained that way must stay loadable.
-            config_class = get_layer_class(spec.method).config_class
-            derived = set(config_class.fields_for_budget(1024, 1024, 100_000, spec.method_fields))
+            derived = budget_derived_fields(spec.method, spec.method_fields)
             given = {k: spec.method_fields[k] for k in sorted(derived & set(spec.method_fields))}
             if given:
                 logging.warning("espnet_peft: total_budget=%s derives %s for every layer; the given %s are not used",

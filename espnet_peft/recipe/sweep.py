@@ -20,15 +20,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet_peft.budget import PROBE_BUDGET, PROBE_DIM, budget_derived_fields
 from espnet_peft.injection import InjectionSpec
 from espnet_peft.recipe import settings as fmt
 from espnet_peft.recipe.finetune_config import ALL_METHODS, FULL, coerce_setting, method_fields, read_adapter_conf
 from espnet_peft.tuners import METHODS, AdapterConfigError, get_layer_class
 
-#: a square layer and a budget on it, to fill the fields a total budget derives (rank, k) when checking a value
-PROBE_DIM, PROBE_BUDGET = 256, 8192
 #: adapter_conf keys that are not fields of the method's config
 INJECTION_KEYS = frozenset(f.name for f in dataclasses.fields(InjectionSpec)) - {"method_fields"}
 
@@ -94,15 +93,6 @@ def parse_sweeps(text: str) -> List[Sweep]:
 # ---------------------------------------------------------------- checking against the tuner registry
 
 
-def _budget_derived(method: str, fields: Mapping[str, Any]) -> frozenset:
-    """The fields a total budget sets on every layer (LoRA's r, SSVD-O's k_inner / k_outer / budget)."""
-    try:
-        return frozenset(get_layer_class(method).config_class.fields_for_budget(PROBE_DIM, PROBE_DIM, PROBE_BUDGET,
-                                                                                  fields))
-    except (AdapterConfigError, NotImplementedError):
-        return frozenset()
-
-
 def check_sweep(sweep: Sweep, peft_conf_dir: Path, budget: Optional[int] = None) -> Sweep:
     """The sweep with values of the field's type and its default; raises SweepError naming what is wrong.
 
@@ -119,7 +109,7 @@ def check_sweep(sweep: Sweep, peft_conf_dir: Path, budget: Optional[int] = None)
         raise SweepError(f"{where}: {sweep.method} has no field {sweep.field!r}; its fields are {sorted(fields)}")
     base = {k: v for k, v in read_adapter_conf(peft_conf_dir, sweep.method).items()
             if k not in INJECTION_KEYS and k != "method"}
-    if budget is not None and sweep.field in _budget_derived(sweep.method, base):
+    if budget is not None and sweep.field in budget_derived_fields(sweep.method, base):
         raise SweepError(f"{where}: the total budget (--budget {budget}) sets {sweep.field} on every layer, so "
                          "sweeping it changes nothing; sweep another field, or run with other budgets")
     config_class = get_layer_class(sweep.method).config_class

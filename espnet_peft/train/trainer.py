@@ -69,7 +69,6 @@ def write_parameter_counts(model: torch.nn.Module, output_dir: Path) -> None:
     """``trainable_parameters.json``: what a run trains, for reports that compare methods at a matched budget."""
     counts = {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "total": sum(p.numel() for p in model.parameters())}
-    output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / "trainable_parameters.json", json.dumps(counts, indent=2))
 
 

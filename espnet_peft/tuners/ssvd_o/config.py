@@ -96,8 +96,9 @@ class SsvdOConfig(SubspaceRotationConfig):
     @classmethod
     def fields_for_budget(cls, d_out: int, d_in: int, budget: int, fields: Mapping[str, Any]) -> Dict[str, Any]:
         limit = min(d_out, d_in)
-        budget = min(budget - int(cls.expand_preset(fields).get("gate", False)), subspace_parameters(limit, limit))
+        fields = cls.expand_preset(fields)
+        budget = min(budget - int(fields.get("gate", False)), subspace_parameters(limit, limit))
         k_inner, k_outer = split_budget(budget, float(fields.get("outer_share", 0.0)), limit)
-        if cls.expand_preset(fields).get("rotated_side") == "smaller" and d_out < d_in:
+        if fields.get("rotated_side") == "smaller" and d_out < d_in:
             k_inner, k_outer = k_outer, k_inner  # explicit k_inner / k_outer are literal sides
         return {"k_inner": k_inner, "k_outer": k_outer, "budget": None}
