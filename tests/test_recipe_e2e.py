@@ -33,13 +33,34 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "egs2" / "synthetic" / "peft1"
 
 
-def run_recipe(recipe_dir: Path, *options: str, base_env: Optional[dict] = None) -> subprocess.CompletedProcess:
+def recipe_env(base_env: Optional[dict] = None) -> dict:
     base_env = base_env if base_env is not None else dict(os.environ)
-    env = {**base_env, "PATH": f"{Path(sys.executable).parent}:{base_env['PATH']}", "PYTHONPATH": str(REPO)}
-    command = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--methods", " ".join(METHODS), *options]
-    result = subprocess.run(command, cwd=recipe_dir, env=env, capture_output=True, text=True)
+    return {**base_env, "PATH": f"{Path(sys.executable).parent}:{base_env['PATH']}", "PYTHONPATH": str(REPO)}
+
+
+def recipe_command(*options: str) -> list:
+    return ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--methods", " ".join(METHODS), *options]
+
+
+def run_recipe(recipe_dir: Path, *options: str, base_env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(recipe_command(*options), cwd=recipe_dir, env=recipe_env(base_env), capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stderr[-5000:]
     return result
+
+
+#: the one experiment the re-run tests redo; options that make a stage touch only it
+ONE_EXPERIMENT = ("--methods", "lora", "--target_domains", "child")
+
+
+def copy_without_one_experiment(finished: Path, tmp_path: Path) -> tuple:
+    """A copy of the finished recipe dir without ``exp/child_lora_s0``: ``(recipe dir, that experiment's dir)``."""
+    copy = tmp_path / "egs2"
+    shutil.copytree(finished.parents[1], copy, symlinks=True)
+    recipe_dir = copy / "synthetic" / "peft1"
+    exp = recipe_dir / "exp" / "child_lora_s0"
+    shutil.rmtree(exp)
+    return recipe_dir, exp
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +168,9 @@ def test_rerunning_finished_stages_changes_nothing(finished: Path) -> None:
 def test_training_and_decoding_through_slurm_match_the_local_run(finished: Path, slurm_cluster: SlurmCluster,
                                                                   tmp_path: Path) -> None:
     """Stages 7-8 for one experiment again, with every job submitted by slurm.pl to a real one-node Slurm."""
-    copy = tmp_path / "egs2"
-    shutil.copytree(finished.parents[1], copy, symlinks=True)
-    recipe_dir = copy / "synthetic" / "peft1"
-    shutil.rmtree(recipe_dir / "exp" / "child_lora_s0")
+    recipe_dir, _ = copy_without_one_experiment(finished, tmp_path)
     env = {**slurm_cluster.env, "cmd_backend": "slurm"}
-    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", "--methods", "lora", "--target_domains", "child",
-               base_env=env)
+    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", *ONE_EXPERIMENT, base_env=env)
     train_log = (recipe_dir / "exp" / "child_lora_s0" / "train.log").read_text()
     decode_log = (recipe_dir / "exp" / "decode_logdir" / "decode.1.log").read_text()
     assert "sbatch" in train_log and "sbatch" in decode_log, "the jobs did not go through sbatch"
@@ -167,28 +184,21 @@ def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: 
     stage 8: the hypotheses are those of the uninterrupted run's final model, never of epoch 1."""
     from espnet_peft.recipe.fingerprint import file_sha256
 
-    copy = tmp_path / "egs2"
-    shutil.copytree(finished.parents[1], copy, symlinks=True)
-    recipe_dir = copy / "synthetic" / "peft1"
-    exp = recipe_dir / "exp" / "child_lora_s0"
-    shutil.rmtree(exp)
+    recipe_dir, exp = copy_without_one_experiment(finished, tmp_path)
     config = recipe_dir / "conf" / "quick" / "finetune.yaml"
     full_length = config.read_text()
     config.write_text(full_length.replace("max_epoch: 2", "max_epoch: 1"))
-    one_experiment = ("--methods", "lora", "--target_domains", "child")
-    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "7", *one_experiment)
+    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
     (exp / ".done").unlink()
     config.write_text(full_length)
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
-    stage8 = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--stage", "8", "--stop_stage", "8",
-              *one_experiment]
-    refused = subprocess.run(stage8, cwd=recipe_dir, env=env, capture_output=True, text=True)
+    refused = subprocess.run(recipe_command("--stage", "8", "--stop_stage", "8", *ONE_EXPERIMENT), cwd=recipe_dir,
+                             env=recipe_env(), capture_output=True, text=True)
     assert refused.returncode != 0
     assert "training has not finished for exp/child_lora_s0: run stage 7 first" in refused.stdout + refused.stderr
     assert not (exp / "decode").exists()
 
-    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", *one_experiment)
+    run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "8", *ONE_EXPERIMENT)
     for test_set in ("child_test", "source_test"):
         decoded = exp / "decode" / test_set
         info = json.loads((decoded / "decode_info.json").read_text())
@@ -228,16 +238,11 @@ def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(f
     import signal
     import time
 
-    copy = tmp_path / "egs2"
-    shutil.copytree(finished.parents[1], copy, symlinks=True)
-    recipe_dir = copy / "synthetic" / "peft1"
-    exp = recipe_dir / "exp" / "child_lora_s0"
-    shutil.rmtree(exp)
+    recipe_dir, exp = copy_without_one_experiment(finished, tmp_path)
     config = recipe_dir / "conf" / "quick" / "finetune.yaml"
     config.write_text(config.read_text().replace("max_epoch: 2", "max_epoch: 500"))  # long enough to be caught
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)}
-    stage7 = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", "--stage", "7", "--stop_stage", "7",
-              "--methods", "lora", "--target_domains", "child"]
+    env = recipe_env()
+    stage7 = recipe_command("--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(stage7, cwd=recipe_dir, env=env, stdout=log, stderr=log, start_new_session=True)
     try:
