@@ -43,6 +43,7 @@ Usage::
     python benchmarks/adapter_step.py --output benchmarks/results/adapter_step_cpu.json
     python benchmarks/adapter_step.py --quick --output /tmp/x.json      # smoke run, < 30 s on 2 CPU cores
     python benchmarks/adapter_step.py --device cuda                      # writes adapter_step_cuda.json
+    python benchmarks/adapter_step.py --device cuda --autocast bfloat16  # writes adapter_step_cuda_amp_bfloat16.json
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class Settings:
 
     device: str = "cpu"
     dtype: str = "float32"
+    autocast: Optional[str] = None  # "bfloat16" / "float16": the step runs under torch.autocast, as use_amp trains
     threads: int = 2
     batch: int = 4
     seconds: float = 6.0
@@ -321,18 +323,26 @@ def synchronise(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def make_step(prepared: Prepared, features: torch.Tensor, lengths: torch.Tensor) -> Callable[[], None]:
+def make_step(prepared: Prepared, features: torch.Tensor, lengths: torch.Tensor,
+              settings: Settings) -> Callable[[], None]:
     model = prepared.model
     trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def precision() -> contextlib.AbstractContextManager:
+        if settings.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(settings.device.split(":")[0], dtype=getattr(torch, settings.autocast))
 
     def train_step() -> None:
         for parameter in trainable:
             parameter.grad = None
-        output, _, _ = model(features, lengths)
-        output.square().mean().backward()
+        with precision():
+            output, _, _ = model(features, lengths)
+            loss = output.float().square().mean()
+        loss.backward()
 
     def inference_step() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision():
             model(features, lengths)
 
     return train_step if prepared.train else inference_step
@@ -427,7 +437,7 @@ def run_config(name: str, settings: Settings, show_steps: bool = False) -> Dict[
     compute_path.clear_decisions()
     prepared = prepare(name, settings)
     features, lengths = make_inputs(settings)
-    step = make_step(prepared, features, lengths)
+    step = make_step(prepared, features, lengths, settings)
     memory = PeakMemory(settings.device)
     memory.start()
     times = time_steps(step, settings, name, show_steps)
@@ -572,7 +582,7 @@ def paired_pass(configs: Sequence[str], settings: Settings, load: ForeignLoad) -
     steps = {}
     for name in tqdm(configs, desc="paired: build + warm-up", unit="config"):
         prepared[name] = prepare(name, settings)
-        steps[name] = make_step(prepared[name], features, lengths)
+        steps[name] = make_step(prepared[name], features, lengths, settings)
         for _ in range(settings.warmup):
             steps[name]()
     times: Dict[str, List[float]] = {name: [] for name in configs}
@@ -780,6 +790,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--autocast", default=None, choices=["bfloat16", "float16"],
+                        help="run every step under torch.autocast with this dtype (mixed precision, as use_amp)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in every configuration")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=6.0, help="utterance length (100 frames/s)")
@@ -824,7 +836,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return Settings(device=args.device, dtype=args.dtype, threads=args.threads, batch=args.batch, seconds=args.seconds,
+    return Settings(device=args.device, dtype=args.dtype, autocast=args.autocast, threads=args.threads, batch=args.batch, seconds=args.seconds,
                     blocks=args.blocks, steps=args.steps, warmup=args.warmup, seed=args.seed,
                     lora_rank=args.lora_rank, budget=args.budget, outer_share=args.outer_share)
 
@@ -846,7 +858,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
-    output = args.output or RESULTS_DIR / f"adapter_step_{settings.device.split(':')[0]}.json"
+    amp = f"_amp_{settings.autocast}" if settings.autocast else ""
+    output = args.output or RESULTS_DIR / f"adapter_step_{settings.device.split(':')[0]}{amp}.json"
     load = ForeignLoad(threshold=0.2, wait_quiet_s=args.wait_quiet, retries=args.retries)
 
     started = time.time()

@@ -30,10 +30,19 @@ def skew_symmetric(upper: torch.Tensor, k: int) -> torch.Tensor:
     return g - g.T
 
 
+def solve_shifted_skew(g: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``(I - G)^-1 rhs`` for skew-symmetric ``G``.
+
+    ``I - G`` is never singular (its eigenvalues are ``1 - i lambda``), so the error check of ``linalg.solve``, which
+    on a GPU waits for the device on every call, is skipped: ``solve_ex`` runs the same factorisation without it.
+    """
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    return torch.linalg.solve_ex(eye - g, rhs, check_errors=False).result
+
+
 def cayley(g: torch.Tensor) -> torch.Tensor:
     """``(I - G)^-1 (I + G)``: orthogonal for skew-symmetric ``G``; a linear solve, never an explicit inverse."""
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    return torch.linalg.solve(eye - g, eye + g)
+    return solve_shifted_skew(g, torch.eye(g.shape[-1], dtype=g.dtype, device=g.device) + g)
 
 
 def linear_rotation(g: torch.Tensor) -> torch.Tensor:
@@ -51,8 +60,7 @@ def cayley_offset(g: torch.Tensor) -> torch.Tensor:
     Near ``G = 0`` the rotation is ``I`` plus a small term; forming ``R`` first and subtracting ``I`` later would
     lose that term's low bits (in fp32, and much more in bf16).
     """
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    return 2 * torch.linalg.solve(eye - g, g)
+    return 2 * solve_shifted_skew(g, g)
 
 
 def linear_offset(g: torch.Tensor) -> torch.Tensor:

@@ -27,14 +27,19 @@ class DoraLayer(LoraLayer):
 
         ``||w_i + s (BA)_i||^2 = ||w_i||^2 + 2 s <W A^T, B>_i + s^2 <B (A A^T), B>_i``. With ``B = 0`` it is exactly
         the same arithmetic as the magnitude's initial value, so the layer is the identity at initialisation.
+
+        Autocast is off here: a matmul on ``lora_A`` / ``lora_B`` under autocast inside ``no_grad`` would fill
+        autocast's cast cache with gradient-less copies, and the adapter path of the same forward would then train
+        neither factor.
         """
-        a = self.lora_A.float()
-        b = self.lora_B.float()
-        s = self.scaling
-        squared = weight_fp32.square().sum(dim=1)
-        squared += 2 * s * ((weight_fp32 @ a.T) * b).sum(dim=1)
-        squared += s * s * ((b @ (a @ a.T)) * b).sum(dim=1)
-        return squared.clamp_min(0).sqrt()
+        with torch.autocast(device_type=weight_fp32.device.type, enabled=False):
+            a = self.lora_A.float()
+            b = self.lora_B.float()
+            s = self.scaling
+            squared = weight_fp32.square().sum(dim=1)
+            squared += 2 * s * ((weight_fp32 @ a.T) * b).sum(dim=1)
+            squared += s * s * ((b @ (a @ a.T)) * b).sum(dim=1)
+            return squared.clamp_min(0).sqrt()
 
     def _output_scale(self) -> torch.Tensor:
         norm = self._row_norm_of_update(self.weight.detach().float())
