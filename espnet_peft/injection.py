@@ -62,13 +62,13 @@ class InjectionSpec:
         if not isinstance(spec.overrides, dict) or not all(isinstance(v, dict) for v in spec.overrides.values()):
             raise AdapterConfigError(f"overrides must map a module pattern to a dict of fields, got {spec.overrides!r}")
         if spec.total_budget is not None:
-            # The plan replaces these per layer. A warning, not an error: recipes keep a method's own rank in its
-            # config for runs without a total budget, and experiments trained that way must stay loadable.
             derived = budget_derived_fields(spec.method, spec.method_fields)
             given = {k: spec.method_fields[k] for k in sorted(derived & set(spec.method_fields))}
             if given:
-                logging.warning("espnet_peft: total_budget=%s derives %s for every layer; the given %s are not used",
-                                spec.total_budget, sorted(derived), given)
+                raise AdapterConfigError(
+                    f"adapter_conf sets total_budget={spec.total_budget} and {given}, but total_budget derives "
+                    f"{sorted(derived)} for every layer, so {sorted(given)} would be ignored: remove "
+                    f"{' and '.join(sorted(given))} (to spend the total budget) or total_budget (to use them as given)")
         return spec
 
     def to_conf(self) -> Dict[str, Any]:

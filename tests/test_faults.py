@@ -198,6 +198,7 @@ def test_bad_data_is_refused_by_name(tmp_path: Path) -> None:
     ({"method": "lora", "target_modules": TARGETS, "overrides": {"linear_z": {"r": 2}}}, "linear_z"),
     ({"method": "ssvd_o", "target_modules": TARGETS, "budget": 40, "outer_share": "0.5"}, "outer_share"),
     ({"method": "lora", "target_modules": 3}, "target_modules"),
+    ({"method": "lora", "target_modules": TARGETS, "total_budget": 500, "r": 4}, "total_budget=500 and {'r': 4}"),
     ({"method": "ssvd", "target_modules": TARGETS, "rotation_ratio": 0.4, "preset": "espnet_pr6425",
       "rotation_map": "cayley"}, "rotation_map"),
 ])

@@ -137,7 +137,9 @@ def test_budget_below_the_minimum_is_an_error() -> None:
         match_budget(build_model(), 50, ["dora"], target_modules=TARGETS)
 
 
-def test_a_rank_given_with_a_total_budget_is_named_as_unused(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
-        inject_adapters(build_model(), {"method": "lora", "target_modules": TARGETS, "total_budget": 500, "r": 4})
-    assert "total_budget=500 derives ['r'] for every layer; the given {'r': 4} are not used" in caplog.text
+def test_a_rank_given_with_a_total_budget_is_refused_by_name() -> None:
+    model = build_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(AdapterConfigError, match=r"total_budget=500 and \{'r': 4\}.*remove r .*or total_budget"):
+        inject_adapters(model, {"method": "lora", "target_modules": TARGETS, "total_budget": 500, "r": 4})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

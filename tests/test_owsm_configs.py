@@ -74,6 +74,9 @@ def test_adapter_confs_parse_and_compose_into_a_training_config(method, tmp_path
     base.write_text(yaml.safe_dump({"encoder": "e_branchformer", "output_dir": "exp/x", "init_param": ["a.pth"]}))
     config = finetune_config(base, CONF / "owsm_v3.1_ebf_base" / "finetune.yaml", method, CONF / "peft", budget=1000)
     assert config["adapter_conf"]["total_budget"] == 1000 and "init_param" not in config
+    # the budget sets every layer's size: the file's own size (r / per-layer budget) gives way, not refused later
+    spec = InjectionSpec.from_conf(config["adapter_conf"])
+    assert not {"r", "budget", "k"} & set(spec.method_fields)
 
 
 @pytest.mark.parametrize("family", ["owsm", "owsm_ctc"])
@@ -109,9 +112,12 @@ def test_all_linear_leaves_out_the_output_heads(family, tiny_models):
 
 @pytest.mark.parametrize("family", ["owsm", "owsm_ctc"])
 @pytest.mark.parametrize("method", METHODS)
-def test_each_adapter_conf_injects_at_a_total_budget(family, method):
+def test_each_adapter_conf_injects_at_a_total_budget(family, method, tmp_path):
     model = build_model(TINY_CTC_ARCH if family == "owsm_ctc" else TINY_ARCH, owsm_token_list(), device="cpu")
-    report = inject_adapters(model, {**adapter_conf(method), "total_budget": 20000})
+    base = tmp_path / "config.yaml"
+    base.write_text(yaml.safe_dump({"encoder": "e_branchformer"}))
+    config = finetune_config(base, CONF / "owsm_v3.1_ebf_base" / "finetune.yaml", method, CONF / "peft", budget=20000)
+    report = inject_adapters(model, config["adapter_conf"])
     assert abs(report.trainable - 20000) / 20000 < 0.05
 
 

@@ -233,6 +233,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def test_a_decode_is_refused_while_another_run_holds_its_experiment(finished: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    copy = tmp_path / "egs2"
+    shutil.copytree(finished.parents[1], copy, symlinks=True)
+    recipe_dir = copy / "synthetic" / "peft1"
+    hypotheses = recipe_dir / "exp" / "child_lora_s0" / "decode" / "child_test" / "text"
+    before = hypotheses.stat().st_mtime_ns
+    with open(recipe_dir / "exp" / "child_lora_s0" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a training or decode of another run holds it
+        stage8 = recipe_command("--stage", "8", "--stop_stage", "8", *ONE_EXPERIMENT)
+        result = subprocess.run(stage8, cwd=recipe_dir, env=recipe_env(), capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "exp/child_lora_s0 is in use by another run right now" in result.stderr
+    assert "cannot decode it" in result.stderr
+    assert hypotheses.stat().st_mtime_ns == before
+
+
 def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(finished: Path,
                                                                                  tmp_path: Path) -> None:
     import signal
@@ -253,7 +271,7 @@ def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(f
             time.sleep(1)
         second = subprocess.run(stage7, cwd=recipe_dir, env=env, capture_output=True, text=True)
         assert second.returncode != 0
-        assert "exp/child_lora_s0 is being trained by another run right now" in second.stderr
+        assert "exp/child_lora_s0 is in use by another run right now" in second.stderr
 
         jobs = _descendants(first.pid)
         assert jobs, "the first run has no running jobs to stop"

@@ -15,6 +15,8 @@ from typing import Any, Dict, Mapping, Optional
 
 import yaml
 
+from espnet_peft.budget import budget_derived_fields
+from espnet_peft.injection import InjectionSpec
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.tuners import METHODS, get_layer_class
 
@@ -93,6 +95,11 @@ def finetune_config(base_config: Path, overrides: Path, method: str, peft_conf_d
         return config
     adapter_conf = read_adapter_conf(Path(peft_conf_dir), method)
     if budget is not None:
+        # the budget sets every layer's rank / k: the method file's own size (for runs without a budget) gives way
+        spec_fields = {field.name for field in dataclasses.fields(InjectionSpec)}
+        method_fields = {k: v for k, v in adapter_conf.items() if k not in spec_fields}
+        for field in budget_derived_fields(method, method_fields):
+            adapter_conf.pop(field, None)
         adapter_conf["total_budget"] = int(budget)
     adapter_conf.update({k: coerce_setting(method, k, v) for k, v in (settings or {}).items()})
     config.update(use_adapter=True, adapter=ADAPTER_NAME, adapter_conf=adapter_conf)

@@ -110,16 +110,25 @@ s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set
        "--${p}_shape_file ${dir}/speech_shape"
 }
 
-train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet training through espnet2.bin.launch
-  local dir=$1 train_set=$2 dev_set=$3 config=$4 lock; shift 4
-  if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; rm -f "${config}.new"; return; fi
+declare -A held_locks=()
+hold_lock() {  # <dir> <what for>: only this run works in <dir> until it exits; the lock goes with it, also when killed
+  local dir=$1 what=$2 fd
+  [ -n "${held_locks[${dir}]:-}" ] && return 0
   mkdir -p "${dir}"
-  # one training per experiment dir at a time; the lock goes with this process, also when it is killed
-  exec {lock}>"${dir}/.lock"
-  if ! flock -n "${lock}"; then
-    log "ERROR: ${dir} is being trained by another run right now (it holds ${dir}/.lock): wait for it or stop it"
+  exec {fd}>"${dir}/.lock"
+  if ! flock -n "${fd}"; then
+    exec {fd}>&-
+    log "ERROR: ${dir} is in use by another run right now (it holds ${dir}/.lock), so this run cannot ${what} it:" \
+        "wait for that run or stop it"
     return 1
   fi
+  held_locks[${dir}]=${fd}
+}
+
+train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet training through espnet2.bin.launch
+  local dir=$1 train_set=$2 dev_set=$3 config=$4; shift 4
+  if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; rm -f "${config}.new"; return; fi
+  hold_lock "${dir}" train || return 1
   if [ -f "${config}.new" ]; then mv "${config}.new" "${config}"; fi  # only now: the running owner's stays intact
   log "training ${dir} (log: ${dir}/train.log); a killed run resumes from ${dir}/checkpoint.pth"
   # shellcheck disable=SC2046
@@ -284,6 +293,7 @@ fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
   log "Stage 6: zero-shot decoding of the source model on ${test_sets}"
+  hold_lock "${source_dir}" decode || exit 1
   # shellcheck disable=SC2086
   decode "${source_dir}/config.yaml" "${source_dir}/model.pth" "${source_dir}/decode_zeroshot" ${test_sets}
 fi
@@ -332,6 +342,9 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
         "no decode comes from an intermediate checkpoint"
     exit 1
   fi
+  while read -r -u 3 _ _ _ name _; do
+    hold_lock "exp/${name}" decode || exit 1  # not while another run trains or decodes it
+  done 3<<< "${experiment_list}"
   if [ "${decoder}" = batch_greedy ]; then
     # every experiment in one process per job (ESPnet's S2T import costs 10-16 s a process), jobs split the list
     mkdir -p exp/decode_logdir
