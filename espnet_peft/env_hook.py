@@ -7,12 +7,14 @@ run the same start-up, so every process sees the plugin. Without the variable th
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.abc
 import importlib.machinery
 import os
 import sys
 from types import ModuleType
-from typing import Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 ENV_VARIABLE = "ESPNET_PEFT"
 TASK_MODULES = ("espnet2.tasks.asr", "espnet2.tasks.s2t", "espnet2.tasks.s2t_ctc")
@@ -28,6 +30,47 @@ def patch_module_tasks(module: ModuleType) -> ModuleType:
         if isinstance(value, type) and issubclass(value, AbsTask) and value.__module__ in TASK_MODULES:
             setattr(module, name, peft_task(value))
     return module
+
+
+@contextlib.contextmanager
+def plugin_tasks(*modules: Union[ModuleType, str]) -> Iterator[None]:
+    """Inside the block, the stock task classes that these modules hold are the plugin subclasses; after it, the
+    stock ones again. Patching the task modules themselves, not only a bin module's global name, also covers stock
+    code that reaches its task through a function-local import (espnet 202611's OWSM-CTC ``Speech2Text`` does)."""
+    from espnet2.tasks.abs_task import AbsTask
+
+    from espnet_peft.tasks.peft_task import peft_task
+
+    replaced: List[Tuple[ModuleType, str, type]] = []
+    try:
+        for module in modules:
+            module = importlib.import_module(module) if isinstance(module, str) else module
+            for name, value in list(vars(module).items()):
+                if isinstance(value, type) and issubclass(value, AbsTask) and value.__module__ in TASK_MODULES:
+                    replaced.append((module, name, value))
+                    setattr(module, name, peft_task(value))
+        yield
+    finally:
+        for module, name, value in reversed(replaced):
+            setattr(module, name, value)
+
+
+def inference_drop_in(stock: ModuleType, *task_modules: str) -> Tuple[type, Callable[..., None]]:
+    """``(Speech2Text, main)`` of a stock inference module, building every model through the plugin task."""
+
+    class Speech2Text(stock.Speech2Text):
+        def __init__(self, *args, **kwargs) -> None:
+            with plugin_tasks(stock, *task_modules):
+                super().__init__(*args, **kwargs)
+
+    Speech2Text.__module__, Speech2Text.__qualname__ = stock.__name__, stock.Speech2Text.__qualname__
+    Speech2Text.__doc__ = stock.Speech2Text.__doc__
+
+    def main(cmd: Optional[Sequence[str]] = None) -> None:
+        with plugin_tasks(stock, *task_modules):
+            stock.main(cmd)
+
+    return Speech2Text, main
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):

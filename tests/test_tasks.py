@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from espnet_peft.export import TASKS, task_class
 from espnet_peft.tasks.peft_task import PeftTaskMixin
@@ -31,14 +34,88 @@ def test_plugin_task_extends_the_stock_task(task: str) -> None:
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
-def test_inference_drop_in_uses_the_plugin_task(task: str) -> None:
+def test_inference_drop_in_uses_the_plugin_task_inside_and_leaves_the_stock_one_outside(task: str) -> None:
+    from espnet_peft.env_hook import plugin_tasks
+
     module = importlib.import_module(INFERENCE[task])
     stock_module = importlib.import_module(module.stock.__name__)
-    task_name = STOCK[task].split(":")[1]
-    assert getattr(stock_module, task_name) is task_class(task)
-    assert callable(module.main) and module.Speech2Text is stock_module.Speech2Text
+    task_module, task_name = STOCK[task].split(":")
+    stock_task = getattr(importlib.import_module(task_module), task_name)
+    assert callable(module.main) and issubclass(module.Speech2Text, stock_module.Speech2Text)
+    with plugin_tasks(stock_module, task_module):
+        assert getattr(importlib.import_module(task_module), task_name) is task_class(task)
+        assert getattr(stock_module, task_name) is task_class(task)
+    assert getattr(importlib.import_module(task_module), task_name) is stock_task  # no process-wide patch
+    assert getattr(stock_module, task_name) is stock_task
 
 
 def test_s2t_ctc_train_entry_point_exists() -> None:
     entry = importlib.import_module("espnet_peft.bin.s2t_ctc_train")
     assert entry.S2TCTCTask is task_class("s2t_ctc")
+
+
+def _owsm_config(task: str, tmp_path: Path) -> tuple:
+    """A tiny OWSM (``s2t``) or OWSM-CTC (``s2t_ctc``) experiment as a training run leaves it: a base model file and
+    a ``config.yaml`` that adds LoRA adapters on top of it through ``init_param``."""
+    from owsm_fixtures import FEATURE_DIM, TINY_ARCH, TINY_CTC_ARCH, _encoder_conf, owsm_token_list
+
+    arch = TINY_CTC_ARCH if task == "s2t_ctc" else TINY_ARCH
+    plugin = task_class(task)
+    args = plugin.get_parser().parse_args(["--output_dir", str(tmp_path / "exp")])
+    args.token_list = owsm_token_list()
+    args.token_type, args.bpemodel = "bpe", None
+    times = [t for t in args.token_list if t[1:-1].replace(".", "").isdigit()]
+    args.preprocessor_conf = {"notime_symbol": "<notimestamps>", "first_time_symbol": times[0],
+                              "last_time_symbol": times[-1]}
+    args.frontend_conf = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": FEATURE_DIM}
+    args.normalize = None
+    args.encoder, args.encoder_conf = arch["encoder"], _encoder_conf(arch)
+    if task == "s2t":
+        args.decoder = "transformer"
+        args.decoder_conf = {"attention_heads": 2, "linear_units": 64, "num_blocks": 2}
+    else:
+        args.promptencoder = "transformer"
+        args.promptencoder_conf = {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1}
+        args.model_conf = {"interctc_weight": 0.5}
+    torch.manual_seed(0)
+    init = tmp_path / "base.pth"
+    torch.save(plugin.build_model(args).state_dict(), init)
+    args.use_adapter, args.adapter = True, "espnet_peft"
+    args.adapter_conf = {"method": "lora", "target_modules": ["linear_q", "linear_v", "w_1"], "r": 2}
+    args.init_param = [str(init)]
+    config = tmp_path / "exp" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(yaml.safe_dump(vars(args)), encoding="utf-8")
+    return plugin, args, init, config
+
+
+@pytest.mark.parametrize("task", ["s2t", "s2t_ctc"])
+def test_inference_drop_in_decodes_an_adapter_only_checkpoint_on_its_base(task: str, tmp_path: Path) -> None:
+    """Every base tensor of the model the drop-in's ``Speech2Text`` builds is the ``init_param`` file's, and every
+    adapter tensor the checkpoint's: however the stock class reaches its task (bin-module name or function-local
+    import), it must build through the plugin task."""
+    from espnet_peft.injection import adapter_layers
+    from espnet_peft.train.checkpoint import write_base_record
+
+    plugin, args, init, config = _owsm_config(task, tmp_path)
+    model, _ = plugin.build_model_from_file(config, None)  # with its adapters, as training builds it
+    base = torch.load(init, map_location="cpu")
+    model.load_state_dict(base, strict=False)
+    assert {k for k, v in model.named_parameters() if v.requires_grad} == {k for k in model.state_dict() if "lora_" in k}
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.01)
+    adapters = {f"{name}.{key}": tensor.clone() for name, layer in adapter_layers(model).items()
+                for key, tensor in layer.adapter_state_dict().items()}
+    checkpoint = config.parent / "valid.acc.best.pth"
+    torch.save(adapters, checkpoint)
+    write_base_record(model, config.parent, args.init_param)
+
+    drop_in = importlib.import_module(INFERENCE[task])
+    speech2text = drop_in.Speech2Text(s2t_train_config=str(config), s2t_model_file=str(checkpoint))
+    state = speech2text.s2t_model.state_dict()
+    wrong_base = [k for k, v in base.items() if not torch.equal(state[k], v)]
+    assert not wrong_base, f"{len(wrong_base)} of {len(base)} base tensors are not the init_param file's: {wrong_base[:5]}"
+    wrong_adapters = [k for k, v in adapters.items() if not torch.equal(state[k], v)]
+    assert not wrong_adapters, f"adapter tensors not loaded: {wrong_adapters[:5]}"

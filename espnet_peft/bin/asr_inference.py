@@ -2,10 +2,10 @@
 
 from espnet2.bin import asr_inference as stock
 
-from espnet_peft.env_hook import patch_module_tasks
+from espnet_peft.env_hook import inference_drop_in
 
-Speech2Text = patch_module_tasks(stock).Speech2Text
-main = stock.main
+# the task module itself, not only this module's name for it: stock code may import the task inside a function
+Speech2Text, main = inference_drop_in(stock, "espnet2.tasks.asr")
 
 if __name__ == "__main__":
     main()
