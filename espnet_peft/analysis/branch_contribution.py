@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from espnet_peft.analysis.model_access import Capture, EspnetEncoderAccess, _hidden
+from espnet_peft.compat import legacy_nets
 
 #: guards the ratios against all-zero frames (padding, or a dead block input)
 _EPS = 1e-12
@@ -59,9 +60,10 @@ def _optional(name: str, module: nn.Module | None, scale: float = 1.0) -> list[B
 
 def block_branches(block: nn.Module) -> list[Branch]:
     """The branches of an ESPnet Transformer, Conformer or E-Branchformer encoder block, in forward order."""
-    from espnet.nets.pytorch_backend.conformer.encoder_layer import EncoderLayer as ConformerLayer
-    from espnet.nets.pytorch_backend.transformer.encoder_layer import EncoderLayer as TransformerLayer
     from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoderLayer
+
+    ConformerLayer = legacy_nets("pytorch_backend.conformer.encoder_layer").EncoderLayer
+    TransformerLayer = legacy_nets("pytorch_backend.transformer.encoder_layer").EncoderLayer
 
     if isinstance(block, EBranchformerEncoderLayer):
         return [

@@ -45,6 +45,7 @@ from espnet_peft.analysis.layer_contribution import layer_contribution
 from espnet_peft.analysis.logit_lens import logit_lens
 from espnet_peft.analysis.model_access import Capture
 from espnet_peft.analysis.sources import Batch, LoadedModel, Utterance, load_audio
+from espnet_peft.compat import legacy_nets
 from espnet_peft.injection import adapter_layers
 
 #: every analysis, in the order they appear in the outputs
@@ -178,7 +179,7 @@ class _Pass:
 
 def _attention_modules(m: LoadedModel) -> list[torch.nn.Module]:
     """The self-attention module of each ESPnet block (its ``attn`` holds the last forward's maps)."""
-    from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
+    MultiHeadedAttention = legacy_nets("pytorch_backend.transformer.attention").MultiHeadedAttention
 
     modules = []
     for block in m.access.layer_modules():

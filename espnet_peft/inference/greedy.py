@@ -38,8 +38,11 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from espnet.nets.ctc_prefix_score import CTCPrefixScoreTH
-from espnet.nets.pytorch_backend.transformer.mask import subsequent_mask
+
+from espnet_peft.compat import legacy_nets
+
+CTCPrefixScoreTH = legacy_nets("ctc_prefix_score").CTCPrefixScoreTH
+subsequent_mask = legacy_nets("pytorch_backend.transformer.mask").subsequent_mask
 
 CTC_CANDIDATES = 10  # tokens rescored by CTC per step (ESPnet's pre-beam of a 6-7 wide beam)
 CTC_PREFIXES = ("text", "espnet")  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
