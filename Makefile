@@ -1,30 +1,37 @@
 # espnet-peft: every target sets up what it needs on a fresh machine (Debian tools + pinned venv) first.
-PYTHON := .venv/bin/python
+# Two supported stacks (tools/setup_env.sh): STACK=202611 (Python 3.12, espnet 202611, torch 2.14.1; the newest, the
+# default for the tests) and STACK=202511 (Python 3.11, espnet 202511, torch 2.9.1; the committed results' stack, the
+# default for the demo).
+STACK ?= 202611
+DEMO_STACK ?= 202511
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test demo test benchmark clean-venv
+.PHONY: setup demo test test-stacks benchmark clean-venv
 
 RECIPE ?= egs2/synthetic/peft1
 RUN_ARGS ?=
 
 setup:
-	tools/setup_env.sh
-
-setup-test: setup
+	STACK=$(STACK) tools/setup_env.sh
 
 ## the embedded default recipe end to end (synthetic corpus, shipped source model, 5 adapters + full FT, the
 ## SSVD-O outer_share sweep, report, analysis)
-demo: setup
-	cd $(RECIPE) && PATH=$(CURDIR)/.venv/bin:$$PATH ./run.sh --stage 1 --stop_stage 13 $(RUN_ARGS)
+demo:
+	STACK=$(DEMO_STACK) tools/setup_env.sh
+	cd $(RECIPE) && PATH=$(CURDIR)/.venv-$(DEMO_STACK)/bin:$$PATH ./run.sh --stage 1 --stop_stage 13 $(RUN_ARGS)
 
-## the README's test command: installs what is missing, then runs the test suite (~10 min on 2 cores)
-test: setup-test
-	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+## the README's test command: installs what is missing, then runs the test suite on the newest stack
+test: setup
+	PYTHONPATH=$(CURDIR) .venv-$(STACK)/bin/python -m pytest -q tests $(PYTEST_ARGS)
+
+## the whole suite on both supported stacks, one after the other (fails if either fails)
+test-stacks:
+	status=0; for stack in 202611 202511; do $(MAKE) test STACK=$$stack || status=1; done; exit $$status
 
 ## speed and memory of each adapter against the frozen floor, full fine-tuning and HF peft; writes JSON
-benchmark: setup-test
-	$(PYTHON) benchmarks/adapter_step.py --output benchmarks/results/adapter_step_cpu.json
-	$(PYTHON) benchmarks/adapter_step_flops.py --output benchmarks/results/adapter_step_flops.json
+benchmark: setup
+	.venv-$(STACK)/bin/python benchmarks/adapter_step.py --output benchmarks/results/adapter_step_cpu.json
+	.venv-$(STACK)/bin/python benchmarks/adapter_step_flops.py --output benchmarks/results/adapter_step_flops.json
 
 clean-venv:
-	rm -rf .venv
+	rm -rf .venv .venv-202511 .venv-202611

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
-from setuptools.command.develop import develop
 
 HOOK = "espnet_peft_env_hook.pth"
 
@@ -20,15 +19,6 @@ class BuildWithEnvHook(build_py):
         return super().get_outputs(include_bytecode) + [str(Path(self.build_lib) / HOOK)]
 
 
-class DevelopWithEnvHook(develop):
-    """``pip install -e .`` (legacy develop mode) installs the same start-up hook."""
-
-    def run(self) -> None:
-        super().run()
-        if not self.uninstall:
-            self.copy_file(HOOK, str(Path(self.install_dir) / HOOK))
-
-
 setup(
     name="espnet-peft",
     version="0.1.0",
@@ -36,12 +26,23 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     packages=find_packages(include=["espnet_peft", "espnet_peft.*"]),
-    python_requires=">=3.11,<3.12",
-    # Pinned together: torchaudio must match torch exactly, torch >= 2.10 conflicts with espnet's setuptools pin.
+    # Two supported stacks, chosen by the interpreter (requirements/constraints-<espnet>.txt pins each in full):
+    #   Python 3.11: espnet 202511 + torch 2.9.1 (the stack the committed results were made on);
+    #   Python 3.12+: espnet 202611 + torch 2.14.1 (espnet 202609+ need Python >= 3.12; torchaudio 2.11.1 imports
+    #   on torch 2.14.1 but not on torch 2.11.0, so the pair is pinned).
+    # torchaudio must match torch; torch >= 2.10 conflicts with espnet 202511's setuptools pin.
+    python_requires=">=3.11,<3.14",
     install_requires=[
-        "torch==2.9.1",
-        "torchaudio==2.9.1",
-        "espnet==202511",
+        'torch==2.9.1; python_version < "3.12"',
+        'torchaudio==2.9.1; python_version < "3.12"',
+        'espnet==202511; python_version < "3.12"',
+        # hub tags (espnet/owsm_*): 0.1.7 is the last release for Python < 3.12 (0.1.8+ require >= 3.12)
+        'espnet_model_zoo==0.1.7; python_version < "3.12"',
+        'torch==2.14.1; python_version >= "3.12"',
+        'torchaudio==2.11.1; python_version >= "3.12"',
+        # 202611 moved kaldiio, h5py, nltk, ... (which the S2T task and its data loaders import) into these extras
+        'espnet[asr,s2t]==202611; python_version >= "3.12"',
+        'espnet_model_zoo==0.1.11; python_version >= "3.12"',
         "tensorboard",
         "matplotlib",
         "tqdm",
@@ -49,10 +50,14 @@ setup(
         "soundfile",
         "numpy",
         "sentencepiece",
+        "editdistance",  # CER in the analysis (espnet 202611 no longer installs it)
         "jiwer==4.0.0",  # scoring cross-checks sclite against it
-        # hub tags (espnet/owsm_*): 0.1.7 is the last release for Python < 3.12 (0.1.8+ require >= 3.12)
-        "espnet_model_zoo==0.1.7",
     ],
-    extras_require={"test": ["pytest", "peft==0.21.2"]},
-    cmdclass={"build_py": BuildWithEnvHook, "develop": DevelopWithEnvHook},
+    extras_require={
+        "hf": ["transformers"],  # Hugging Face models (Whisper, Wav2Vec2, HuBERT) in the analysis
+        "test": ["pytest", "peft==0.21.2", "transformers"],
+    },
+    # A wheel carries the hook (build_py). Editable installs on setuptools >= 77 go through PEP 660 and run no custom
+    # command, so tools/setup_env.sh copies the hook into the venv's site-packages itself.
+    cmdclass={"build_py": BuildWithEnvHook},
 )

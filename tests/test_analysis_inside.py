@@ -19,6 +19,7 @@ from espnet_peft.analysis.adapter_energy import (
 from espnet_peft.analysis.branch_contribution import block_branches, branch_contribution, branch_updates
 from espnet_peft.analysis.logit_lens import classification_lens, ctc_greedy, logit_lens
 from espnet_peft.analysis.model_access import EspnetEncoderAccess
+from espnet_peft.compat import ebf_masks_padding_before_merge
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters
 from espnet_peft.tuners import METHODS
 
@@ -294,7 +295,10 @@ def test_branch_updates_rebuild_each_block(kind: str) -> None:
                 torch.testing.assert_close(updates["feed_forward_macaron"], expected)
             if kind == "e_branchformer":  # merge = merge_proj(concat + depthwise conv of the concatenated branches)
                 concat = torch.cat([updates["attn"], updates["cgmlp"]], dim=-1)
-                fused = block.depthwise_conv_fusion(concat.transpose(1, 2)).transpose(1, 2)
+                conv_input = concat
+                if ebf_masks_padding_before_merge():  # espnet 202609+: padded frames are zeroed first
+                    conv_input = concat.masked_fill(~cap.mask.unsqueeze(-1), 0.0)
+                fused = block.depthwise_conv_fusion(conv_input.transpose(1, 2)).transpose(1, 2)
                 torch.testing.assert_close(updates["merge"], block.merge_proj(concat + fused), atol=1e-5, rtol=1e-5)
 
     contribution = branch_contribution(access, feats, lengths)

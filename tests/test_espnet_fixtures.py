@@ -8,6 +8,7 @@ from pathlib import Path
 import soundfile
 import torch
 
+from espnet_peft.compat import subsampling_projection
 from espnet_fixtures import (
     MAX_DURATION,
     MIN_DURATION,
@@ -28,7 +29,7 @@ EXPECTED_MODULES = {
             "encoder.encoders.0.feed_forward_macaron.w_2", "encoder.encoders.0.cgmlp.channel_proj1.0",
             "encoder.encoders.0.cgmlp.channel_proj2", "encoder.encoders.0.merge_proj",
             "decoder.decoders.0.self_attn.linear_q", "decoder.decoders.0.src_attn.linear_out",
-            "decoder.output_layer", "ctc.ctc_lo", "encoder.embed.out.0"],
+            "decoder.output_layer", "ctc.ctc_lo", f"encoder.embed.{subsampling_projection()}"],
 }  # fmt: skip
 
 

@@ -82,6 +82,8 @@ def offline_hub(tmp_path, monkeypatch, hub_repos) -> Path:
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # huggingface_hub read the variable at import
+    # espnet_model_zoo >= 0.1.8 leaves the cache to huggingface_hub, which read HF_HOME at import too
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     return home / "hub"
 
 

@@ -11,6 +11,7 @@ import torch
 from espnet_fixtures import decode
 
 from espnet_peft.bin import s2t_batch_inference
+from espnet_peft.compat import espnet_ctc_prefix
 from espnet_peft.inference.greedy import CTC_CANDIDATES
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.kaldi_data import DataDir, read_table, write_data_dir
@@ -92,7 +93,7 @@ def _joint_ctc_parity(config: Path, model: Path, data: Path, out: Path) -> Path:
     try:
         s2t_batch_inference.main(["--s2t_train_config", str(config), "--s2t_model_file", str(model),
                                   "--set", str(data), str(out), "--batch_size", "5", "--ctc_weight", "0.3",
-                                  "--ctc_prefix", "espnet"])
+                                  "--ctc_prefix", espnet_ctc_prefix()])
         stock = decode("s2t", config, model, read_table(data / "wav.scp"), ctc_weight=0.3,
                        pre_beam_size=CTC_CANDIDATES)
     finally:

@@ -90,7 +90,11 @@ def test_outputs_and_gradients_equal_the_plain_form(config_name: str, shape_name
     ours_grad, reference_grad = gradients(layer, x, ours), gradients(layer, x, reference)
     assert set(ours_grad) == set(reference_grad)
     for name in ours_grad:
-        torch.testing.assert_close(ours_grad[name], reference_grad[name], rtol=tolerance, atol=tolerance, msg=name)
+        # relative to the gradient's scale: the generators' gradients reach ~60 here, where one fp32 rounding of a
+        # sum is already ~4e-6 (torch 2.14's kernels sum in another order than 2.9's and land 1.8e-5 away)
+        scale = max(reference_grad[name].abs().max().item(), 1.0)
+        torch.testing.assert_close(ours_grad[name], reference_grad[name], rtol=tolerance, atol=tolerance * scale,
+                                   msg=name)
 
 
 def autocast_dtypes():

@@ -82,8 +82,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ctc_candidates", type=int, default=CTC_CANDIDATES,
                         help="decoder's best tokens rescored with CTC per step (with --ctc_weight > 0)")
     parser.add_argument("--ctc_prefix", choices=CTC_PREFIXES, default="text",
-                        help="text: CTC scores the transcript after the prompt; espnet: prompt tokens count as "
-                        "emitted labels, as in ESPnet's beam search (bars the first frames; for parity checks)")
+                        help="text: CTC scores the transcript after the prompt (as ESPnet 202611's beam search); prompt: "
+                        "the prompt tokens count as emitted labels, as in ESPnet 202511's (bars the first frames)")
     return parser
 
 

@@ -18,15 +18,16 @@ hold, and ``<eos>`` is scored by the probability of the whole prefix. ESPnet's `
 ``int(1.5 * beam_size)`` candidates, i.e. one at beam 1, where CTC cannot change a choice; this module is that
 search with a wider candidate list (``BatchBeamSearch`` with ``beam_size=1, pre_beam_ratio=ctc_candidates``).
 
-The CTC prefix is the transcript alone (``ctc_prefix="text"``, the default). ESPnet's beam search hands the scorer
+The CTC prefix is the transcript alone (``ctc_prefix="text"``, the default). ESPnet 202511's beam search hands the scorer
 the whole hypothesis, OWSM prompt included, and ``CTCPrefixScoreTH`` counts every token after ``<sos>`` as an
 emitted label: the first transcript token then cannot start before encoder frame ``len(primer) - 1`` (3 frames,
 180 ms at 6x subsampling), and speech that starts at once loses its first sounds ("why was" -> "was", "jane's" ->
 "ge's"; on the embedded source model at CTC weight 0.5, source_dev WER is 24.6% that way and 9.2% with the
-transcript alone). ``ctc_prefix="espnet"`` keeps ESPnet's behaviour, for parity checks.
+transcript alone). ``ctc_prefix="prompt"`` counts the prompt that way, for parity with ESPnet 202511; ESPnet 202611's
+beam search scores the transcript alone, as ``"text"`` does (``espnet_peft.compat.espnet_ctc_prefix``).
 
 ``tests/test_batch_decode.py`` checks the hypotheses against ``espnet2.bin.s2t_inference`` token for token, without
-CTC and, with ``ctc_prefix="espnet"``, at the recipe's CTC weight 0.3 (at 0.5 an untrained model's run-on hypotheses
+CTC and, with the installed ESPnet's prefix, at the recipe's CTC weight 0.3 (at 0.5 an untrained model's run-on hypotheses
 end later than ESPnet's: open); and that the text prefix scores the first token as a prompt-free CTC would.
 """
 
@@ -45,7 +46,7 @@ CTCPrefixScoreTH = legacy_nets("ctc_prefix_score").CTCPrefixScoreTH
 subsequent_mask = legacy_nets("pytorch_backend.transformer.mask").subsequent_mask
 
 CTC_CANDIDATES = 10  # tokens rescored by CTC per step (ESPnet's pre-beam of a 6-7 wide beam)
-CTC_PREFIXES = ("text", "espnet")  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
+CTC_PREFIXES = ("text", "prompt")  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def search_description(decode_dir: Path, set_name: str) -> str:
         return "ESPnet s2t_inference"
     settings = json.loads(path.read_text(encoding="utf-8"))["settings"]
     if settings.get("ctc_weight"):
-        prefix = ("ESPnet's, the prompt counted as labels" if settings.get("ctc_prefix") == "espnet"
+        prefix = ("the prompt counted as labels (ESPnet 202511's)" if settings.get("ctc_prefix") == "prompt"
                   else "the transcript after the prompt")
         return (f"batched joint CTC/attention greedy: CTC weight {settings['ctc_weight']}, the decoder's "
                 f"{settings['ctc_candidates']} best tokens rescored per step, CTC prefix: {prefix}")
