@@ -35,11 +35,12 @@ def test_batched_greedy_equals_espnet_beam_one(pretrained_s2t: PretrainedModel, 
 
 # 0.3 is the recipe's weight. At 0.5 the tiny, untrained model's hypotheses run on ("h s h s ...") and ESPnet stops
 # some 20 tokens earlier than this search: not explained yet (see the issue-14 note), so not claimed here.
-# On espnet 202611 (whose CTC scorer sees the transcript alone) the tiny model's three run-on hypotheses are the same
-# token for token up to ESPnet's end, and this search adds one more token: an off-by-one at the length cap, open. The
-# shipped model's parity (tests/test_shipped_model.py), whose hypotheses end on <eos>, holds on both releases.
-@pytest.mark.xfail(espnet_ctc_prefix() == "text", strict=True,
-                   reason="espnet 202611 ends run-on hypotheses one token earlier at the length cap (open)")
+# On espnet 202611 (whose CTC scorer sees the transcript alone) one of two trainings of the session's tiny model gave
+# three run-on hypotheses that are ESPnet's token for token plus one more token at the end; the other matched exactly.
+# An off-by-one at the length cap that depends on the model: open, so not claimed there. The shipped model's parity
+# (tests/test_shipped_model.py), whose hypotheses end on <eos>, holds on both releases.
+@pytest.mark.xfail(espnet_ctc_prefix() == "text", strict=False,
+                   reason="espnet 202611 may end a run-on hypothesis one token earlier at the length cap (open)")
 @pytest.mark.parametrize("ctc_weight", [0.3])
 def test_joint_ctc_greedy_equals_espnet_beam_one_with_ctc_rescoring(pretrained_s2t: PretrainedModel, tmp_path: Path,
                                                                     ctc_weight: float) -> None:
