@@ -179,6 +179,33 @@ def test_training_and_decoding_through_slurm_match_the_local_run(finished: Path,
         assert (recipe_dir / "exp" / "child_lora_s0" / "decode" / test_set / "text").read_text() == local
 
 
+def test_stage7_runs_two_trainings_at_once_through_slurm_with_the_serial_results(finished: Path,
+                                                                                 slurm_cluster: SlurmCluster,
+                                                                                 tmp_path: Path) -> None:
+    """``--train_jobs 2`` under slurm.pl: both LoRA trainings are in Slurm's queue as running jobs at the same time
+    (``squeue``), and stage 8 then gives the hypotheses of the serial local run."""
+    import time
+
+    recipe_dir, _ = copy_without_one_experiment(finished, tmp_path)
+    shutil.rmtree(recipe_dir / "exp" / "accent_lora_s0")
+    env = recipe_env({**slurm_cluster.env, "cmd_backend": "slurm"})
+    stage7 = recipe_command("--stage", "7", "--stop_stage", "7", "--methods", "lora", "--train_jobs", "2")
+    with open(tmp_path / "stage7.log", "w") as log:
+        run = subprocess.Popen(stage7, cwd=recipe_dir, env=env, stdout=log, stderr=log)
+    most_running, deadline = 0, time.time() + 900
+    while run.poll() is None and time.time() < deadline:
+        queue = slurm_cluster.run("squeue", "--noheader", "--states=RUNNING", "--format=%j").stdout.split()
+        most_running = max(most_running, sum(name.endswith("_lora_s0") for name in queue))
+        time.sleep(0.5)
+    assert run.wait(timeout=60) == 0, (tmp_path / "stage7.log").read_text()[-3000:]
+    assert most_running == 2, f"at most {most_running} training job(s) ran at once"
+    run_recipe(recipe_dir, "--stage", "8", "--stop_stage", "8", "--methods", "lora")
+    for experiment, target in (("child_lora_s0", "child_test"), ("accent_lora_s0", "accent_test")):
+        for test_set in (target, "source_test"):
+            local = finished / "exp" / experiment / "decode" / test_set / "text"
+            assert (recipe_dir / "exp" / experiment / "decode" / test_set / "text").read_text() == local.read_text()
+
+
 def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: Path) -> None:
     """Stage 7 stopped after epoch 1 (what a kill there leaves: checkpoint.pth, no .done), stage 8, stage 7 again,
     stage 8: the hypotheses are those of the uninterrupted run's final model, never of epoch 1."""

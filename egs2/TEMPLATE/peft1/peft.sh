@@ -12,7 +12,7 @@ min() { local a=$1 b=$2; echo $((a < b ? a : b)); }
 stage=1
 stop_stage=13
 nj=2                      # parallel data / decoding jobs
-ngpu=0                    # GPUs per training job
+ngpu=0                    # GPUs per training job; > 0 also decodes (stages 6, 8) on one GPU per decoding job
 train_jobs=1              # fine-tuning runs at once in stage 7 (on CPU: one per core; under Slurm: as many as fit)
 num_nodes=1               # nodes per training job (Slurm: srun across nodes)
 python=python3
@@ -50,9 +50,10 @@ decode_batch_size=64      # utterances per forward pass of batch_greedy
 inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"   # decoder=espnet only
 analyses="cka,lens,contribution,branches,energy"   # stage 13 (python -m espnet_peft.bin.analyze --analyses)
 analysis_max_utts=100     # source-domain test utterances per analysis
+analysis_device=cpu       # stage 13's torch device (cuda: its job asks the launcher for one GPU)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--seeds \"0 1 2\"]
-  [--sweep \"ssvd_o:outer_share=0,0.5,1 lora:alpha=8,32\"] [--nj N] [--ngpu N] [--num_nodes N]
-  [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
+  [--sweep \"ssvd_o:outer_share=0,0.5,1 lora:alpha=8,32\"] [--nj N] [--ngpu N] [--num_nodes N] [--train_jobs N]
+  [--analysis_device cpu|cuda] [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
 Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
   7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report,
   13 analysis (drift map, logit lens, layer contributions, adapter energy; RESULTS.md re-rendered with it)."
@@ -60,6 +61,10 @@ Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+
+# Decoding runs on one GPU per job when training has GPUs (batched greedy: --device cuda; ESPnet's own: --ngpu 1).
+if [ "${ngpu}" -gt 0 ]; then decode_gpus=1; decode_device=cuda; else decode_gpus=0; decode_device=cpu; fi
+analysis_gpus=$([[ "${analysis_device}" == cuda* ]] && echo 1 || echo 0)
 
 kill_tree() {  # <pid>: the process and everything it started, deepest first
   local child
@@ -151,7 +156,7 @@ batch_decode_args() {  # <config> <model_file> <decode_root> <set>...: one argum
   local config=$1 model=$2 root=$3 set sets=""
   shift 3
   for set in "$@"; do sets+=" --set dump/raw/${set} ${root}/${set}"; done
-  echo "--s2t_train_config ${config} --s2t_model_file ${model} --batch_size ${decode_batch_size}" \
+  echo "--s2t_train_config ${config} --s2t_model_file ${model} --batch_size ${decode_batch_size} --device ${decode_device}" \
        "--ctc_weight ${decode_ctc_weight} --lang_sym ${lang_token} --task_sym ${task_token}${sets}"
 }
 
@@ -161,7 +166,7 @@ batch_decode() {  # every set in one process; a set is redone unless decode_info
   log "decoding ${*:4} with $2 -> ${root}/<set>/text"
   # an arguments file, not the command line: run.pl / slurm.pl hand that to a shell, which reads <eng> as redirection
   echo "--num_threads ${nj} $(batch_decode_args "$@")" > "${root}/logdir/args.txt"
-  ${decode_cmd} "${root}/logdir/decode.log" \
+  ${decode_cmd} --gpu "${decode_gpus}" "${root}/logdir/decode.log" \
     ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_batch_inference "${root}/logdir/args.txt"
 }
 
@@ -192,13 +197,13 @@ espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job,
     awk -v n="${n}" -v dir="${root}/${set}/logdir" '{ print > (dir "/keys." ((NR - 1) % n + 1) ".scp") }' \
       "dump/raw/${set}/wav.scp"
     for i in $(seq "${n}"); do
-      echo "--ngpu 0 --data_path_and_name_and_type dump/raw/${set}/wav.scp,speech,sound" \
+      echo "--ngpu ${decode_gpus} --data_path_and_name_and_type dump/raw/${set}/wav.scp,speech,sound" \
            "--key_file ${root}/${set}/logdir/keys.${i}.scp --s2t_train_config ${config} --s2t_model_file ${model}" \
            "--output_dir ${root}/${set}/logdir/output.${i} ${inference_args}" >> "${root}/logdir/args.${i}.txt"
     done
   done
   log "decoding ${todo[*]} with ${model} -> ${root}/<set>/text"
-  ${decode_cmd} JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
+  ${decode_cmd} --gpu "${decode_gpus}" JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
     ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_inference "${root}/logdir/args.JOB.txt"
   for set in "${todo[@]}"; do
     for i in $(seq "${n}"); do cat "${root}/${set}/logdir/output.${i}/1best_recog/text_nospecial"; done \
@@ -357,7 +362,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
         "${domain}_test" ${source_test_sets} >> "exp/decode_logdir/args.$((i % nj + 1)).txt"
       i=$((i + 1))
     done 3<<< "${experiment_list}"
-    ${decode_cmd} JOB=1:"${nj}" exp/decode_logdir/decode.JOB.log \
+    ${decode_cmd} --gpu "${decode_gpus}" JOB=1:"${nj}" exp/decode_logdir/decode.JOB.log \
       ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_batch_inference exp/decode_logdir/args.JOB.txt
   else
     while read -r -u 3 domain _ _ name _; do
@@ -428,18 +433,18 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     made_from="--out ${out} --input model_a=${source_dir}/model.pth --input config_a=${source_dir}/config.yaml"
     made_from+=" --input model_b=exp/${name}/valid.acc.best.pth --input config_b=exp/${name}/config.yaml"
     made_from+=" --input wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${analyses// /,}"
-    made_from+=" --setting max_utts=${analysis_max_utts}"
+    made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
     # shellcheck disable=SC2086
     if ${python} -m espnet_peft.bin.made_from check ${made_from}; then log "skip ${out}: done"; continue; fi
     todo+=("${made_from}")
     echo "--model_a_config ${source_dir}/config.yaml --model_a_file ${source_dir}/model.pth" \
          "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/valid.acc.best.pth" \
          "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
-         "--out ${out}" >> exp/analysis/logdir/args.txt
+         "--device ${analysis_device} --out ${out}" >> exp/analysis/logdir/args.txt
   done 3<<< "${experiment_list}"
   if [ -s exp/analysis/logdir/args.txt ]; then
     # one process for every model: ESPnet's S2T import alone costs 10-16 s
-    ${decode_cmd} exp/analysis/logdir/analyze.log \
+    ${decode_cmd} --gpu "${analysis_gpus}" exp/analysis/logdir/analyze.log \
       ${python} -m espnet_peft.bin.run_many espnet_peft.bin.analyze exp/analysis/logdir/args.txt
     # shellcheck disable=SC2086
     for made_from in "${todo[@]}"; do ${python} -m espnet_peft.bin.made_from mark ${made_from}; done
