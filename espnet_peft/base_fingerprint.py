@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from espnet_peft.injection import adapter_layers
+from espnet_peft.trainable_extras import EXTRAS_ATTRIBUTE
 
 FINGERPRINT_RTOL = 1e-4
 
@@ -28,6 +29,7 @@ def base_fingerprint(model: nn.Module) -> Dict[str, Dict[str, Any]]:
     """Shape and statistics of every base parameter, with adapted layers reported by their *pretrained* weight."""
     layers = adapter_layers(model)
     adapter_tensors = {f"{n}.{k}" for n, layer in layers.items() for k in layer.adapter_parameters()}
+    adapter_tensors |= set(getattr(model, EXTRAS_ATTRIBUTE, ()))  # modules_to_save / biases: trained, not base
     pretrained = {f"{n}.weight": layer.pretrained_weight() for n, layer in layers.items()}
     fingerprint = {}
     for name, parameter in model.named_parameters():

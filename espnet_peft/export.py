@@ -26,6 +26,7 @@ from espnet_peft.base_fingerprint import base_fingerprint, fingerprint_mismatche
 from espnet_peft.injection import SPEC_ATTRIBUTE, adapter_layers, inject_adapters, merge_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.train.checkpoint import load_adapter_only_state
+from espnet_peft.trainable_extras import EXTRAS_ATTRIBUTE
 
 TASKS = {"asr": "espnet_peft.tasks.asr:ASRTask", "s2t": "espnet_peft.tasks.s2t:S2TTask",
          "s2t_ctc": "espnet_peft.tasks.s2t_ctc:S2TTask"}
@@ -103,16 +104,25 @@ def merge_experiment(task: str, config_file: Path, model_file: Path, output_dir:
 # ----- adapter packages --------------------------------------------------------------------------------------------
 def export_adapter(task: str, config_file: Path, model_file: Path, output_dir: Path) -> Path:
     model, _ = task_class(task).build_model_from_file(config_file, model_file, "cpu")
-    layers = adapter_layers(model)
-    if not layers:
+    if not adapter_layers(model):
         raise ValueError(f"{model_file} has no espnet_peft adapters to export")
+    return write_adapter_package(model, output_dir, task, {"config": str(config_file), "model_file": str(model_file)})
+
+
+def write_adapter_package(model: nn.Module, output_dir: Path, task: str, source: Dict[str, str]) -> Path:
+    """The adapters of an injected ``model`` (and its ``modules_to_save`` / trained biases) as a package."""
+    layers = adapter_layers(model)
     state = {f"{n}.{k}": v for n, layer in layers.items() for k, v in layer.adapter_state_dict().items()}
+    extras = list(getattr(model, EXTRAS_ATTRIBUTE, ()))
+    state.update({name: model.get_parameter(name).detach() for name in extras})
     meta = {
         "format": PACKAGE_FORMAT,
         "task": task,
         "adapter_conf": getattr(model, SPEC_ATTRIBUTE),
-        "trainable_parameters": sum(layer.num_trainable_parameters() for layer in layers.values()),
-        "source": {"config": str(config_file), "model_file": str(model_file)},
+        "trainable_parameters": sum(layer.num_trainable_parameters() for layer in layers.values())
+        + sum(model.get_parameter(name).numel() for name in extras),
+        "trainable_extras": extras,  # modules_to_save / biases: in the package, not in the base fingerprint
+        "source": source,
     }
     with atomic_directory(Path(output_dir)) as staging:
         torch.save(state, staging / "adapter_model.pth")
@@ -140,7 +150,8 @@ def apply_adapter(model: nn.Module, package_dir: Path) -> Dict[str, Any]:
     Returns the package's ``adapter_config.yaml`` contents.
     """
     meta, state, fingerprint = read_package(package_dir)
-    problems = fingerprint_mismatches(fingerprint, base_fingerprint(model))
+    base = {k: v for k, v in base_fingerprint(model).items() if k not in set(meta.get("trainable_extras", ()))}
+    problems = fingerprint_mismatches(fingerprint, base)
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
         raise ValueError(

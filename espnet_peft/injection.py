@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from espnet_peft.budget import budget_derived_fields, plan_budget
+from espnet_peft.trainable_extras import EXTRAS_ATTRIBUTE, check_extras_options, extra_parameter_names
 from espnet_peft.targets import OUTPUT_HEADS, TargetSpec, find_targets, is_output_head, name_matches  # noqa: F401 (re-exported)
 from espnet_peft.tuners import METHODS, AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
 
@@ -40,6 +41,8 @@ class InjectionSpec:
     overrides: Dict[str, Dict[str, Any]] = dataclasses.field(default_factory=dict)
     total_budget: Optional[int] = None
     frozen_norms: str = "eval"
+    modules_to_save: Optional[TargetSpec] = None  # trained in full besides the adapters (espnet_peft.trainable_extras)
+    bias: str = "none"  # none | all | adapter_only
     method_fields: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -51,6 +54,7 @@ class InjectionSpec:
         spec = cls(**{k: conf.pop(k) for k in list(conf) if k in own}, method_fields=conf)
         if spec.total_budget is None:  # validate early; with a total budget the plan supplies rank / k per layer
             get_layer_class(spec.method).config_class.from_dict(spec.method_fields)
+        check_extras_options(spec.modules_to_save, spec.bias)
         if spec.frozen_norms not in ("eval", "train"):
             raise AdapterConfigError(f"frozen_norms must be 'eval' or 'train', got {spec.frozen_norms!r}")
         if spec.total_budget is not None and spec.overrides:
@@ -123,9 +127,10 @@ class InjectionReport:
     layers: Dict[str, AdapterLayer]
     trainable: int
     total: int
+    extras: int = 0  # parameters of modules_to_save and trained biases (within ``trainable``)
 
     def table(self) -> str:
-        return parameter_table(self.layers, self.trainable, self.total)
+        return parameter_table(self.layers, self.trainable, self.total, self.extras)
 
 
 def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSpec]) -> InjectionReport:
@@ -145,6 +150,7 @@ def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSp
             layer_class.check_shape(module.out_features, module.in_features, configs[name])
         except AdapterConfigError as error:
             raise AdapterConfigError(f"module '{name}': {error}") from None
+    extras = extra_parameter_names(model, targets, spec.modules_to_save, spec.bias)
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -156,10 +162,14 @@ def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSp
         for module in model.modules():
             if isinstance(module, _BatchNorm):
                 module.register_forward_pre_hook(_stay_in_eval)
+    for name in extras:
+        model.get_parameter(name).requires_grad_(True)
     setattr(model, SPEC_ATTRIBUTE, spec.to_conf())
+    setattr(model, EXTRAS_ATTRIBUTE, extras)
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    report = InjectionReport(spec.method, layers, trainable, sum(p.numel() for p in model.parameters()))
+    extra_count = sum(model.get_parameter(n).numel() for n in extras)
+    report = InjectionReport(spec.method, layers, trainable, sum(p.numel() for p in model.parameters()), extra_count)
     logging.info("espnet_peft: %s adapters on %d modules\n%s", spec.method, len(layers), report.table())
     return report
 
@@ -189,12 +199,13 @@ def merge_adapters(model: nn.Module) -> nn.Module:
             for key, hook in list(module._forward_pre_hooks.items()):
                 if hook is _stay_in_eval:
                     del module._forward_pre_hooks[key]
-    if hasattr(model, SPEC_ATTRIBUTE):
-        delattr(model, SPEC_ATTRIBUTE)
+    for attribute in (SPEC_ATTRIBUTE, EXTRAS_ATTRIBUTE):
+        if hasattr(model, attribute):
+            delattr(model, attribute)
     return model
 
 
-def parameter_table(layers: Mapping[str, AdapterLayer], trainable: int, total: int) -> str:
+def parameter_table(layers: Mapping[str, AdapterLayer], trainable: int, total: int, extras: int = 0) -> str:
     """Trainable parameters per module type (last name component) and in total."""
     rows: Dict[str, List[int]] = defaultdict(lambda: [0, 0])
     for name, layer in layers.items():
@@ -203,9 +214,11 @@ def parameter_table(layers: Mapping[str, AdapterLayer], trainable: int, total: i
             kind = ".".join(name.rsplit(".", 2)[-2:])
         rows[kind][0] += 1
         rows[kind][1] += layer.num_trainable_parameters()
-    width = max([len("module type")] + [len(k) for k in rows])
+    width = max([len("module type")] + [len(k) for k in rows] + ([len("modules_to_save + bias")] if extras else []))
     lines = [f"{'module type':<{width}}  {'layers':>6}  {'trainable':>12}"]
     lines += [f"{k:<{width}}  {n:>6}  {p:>12,}" for k, (n, p) in sorted(rows.items())]
+    if extras:
+        lines.append(f"{'modules_to_save + bias':<{width}}  {'':>6}  {extras:>12,}")
     share = 100.0 * trainable / max(total, 1)
     lines.append(f"{'total':<{width}}  {len(layers):>6}  {trainable:>12,}  of {total:,} ({share:.3f}%)")
     return "\n".join(lines)
