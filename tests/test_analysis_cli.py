@@ -155,7 +155,7 @@ def test_bad_utterances_are_skipped_with_the_recipes_reasons(setup: dict[str, Pa
     import soundfile
 
     from espnet_peft.analysis.sources import AnalysisInputError, read_utterances
-    from espnet_peft.recipe.kaldi_data import read_table, write_table
+    from espnet_peft.utils.kaldi_data import read_table, write_table
 
     data = tmp_path / "data"
     shutil.copytree(setup["data"], data)

@@ -15,7 +15,7 @@ from espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
 from espnet_peft.bin import s2t_batch_inference
 from espnet_peft.compat import espnet_ctc_prefix
 from espnet_peft.inference.greedy import CTC_CANDIDATES, _CTCPrefix, fixed_window, max_length
-from espnet_peft.recipe.kaldi_data import read_table
+from espnet_peft.utils.kaldi_data import read_table
 
 
 def _decode_dir(model: PretrainedModel, data_dir: Path, out: Path, *extra: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from espnet_peft.recipe.corpora import (
     cmu_kids, common, common_voice, cslu_kids, edacc, l2_arctic, librispeech, myst,
 )
 from espnet_peft.recipe.corpora.common import CorpusError, split_speakers
-from espnet_peft.recipe.kaldi_data import check_data_dir, read_data_dir, read_table
+from espnet_peft.utils.kaldi_data import check_data_dir, read_data_dir, read_table
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "dev", "test")

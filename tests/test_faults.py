@@ -179,7 +179,7 @@ def refuse(what: str, action: Callable[[], object], names: str) -> None:
 
 
 def test_bad_data_is_refused_by_name(tmp_path: Path) -> None:
-    from espnet_peft.recipe.kaldi_data import read_table, validate_and_filter
+    from espnet_peft.utils.kaldi_data import read_table, validate_and_filter
 
     table = tmp_path / "latin1" / "text"
     table.parent.mkdir()
@@ -269,7 +269,7 @@ def test_unusable_utterances_are_skipped_by_name_in_analysis(pretrained_asr: Pre
     import soundfile
 
     from espnet_peft.analysis.sources import read_utterances
-    from espnet_peft.recipe.kaldi_data import read_table, write_table
+    from espnet_peft.utils.kaldi_data import read_table, write_table
 
     data = tmp_path / "data"
     shutil.copytree(pretrained_asr.valid_dir, data)

@@ -87,3 +87,15 @@ def test_adapters_do_not_import_the_layers_above_them() -> None:
     for module, targets in graph.items():
         if module.startswith("espnet_peft.tuners"):
             assert not [t for t in targets if t.startswith(above)], module
+
+
+def test_recipe_and_analysis_do_not_import_each_other_and_utils_imports_neither() -> None:
+    graph = import_graph()
+
+    def imports(package: str, other: str) -> List[str]:
+        return sorted(f"{m} -> {t}" for m, targets in graph.items() if m.startswith(package)
+                      for t in targets if t.startswith(other))
+
+    assert not imports("espnet_peft.recipe", "espnet_peft.analysis")
+    assert not imports("espnet_peft.analysis", "espnet_peft.recipe")
+    assert not imports("espnet_peft.utils", "espnet_peft.recipe") + imports("espnet_peft.utils", "espnet_peft.analysis")

@@ -26,7 +26,7 @@ from espnet_peft.bin import fetch_source_model as fetch_cli
 from espnet_peft.recipe.finetune_config import finetune_config
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.key_remap import remap_state_dict
-from espnet_peft.recipe.kaldi_data import read_table
+from espnet_peft.utils.kaldi_data import read_table
 from espnet_peft.recipe.s2t_text import s2t_tables, write_s2t_text
 from espnet_peft.recipe.source_model import fetch_source_model
 

@@ -15,7 +15,7 @@ import soundfile
 
 from espnet_peft.bin import make_s2t_text, synthesize_corpus as synthesize_cli, validate_data
 from espnet_peft.recipe import synth
-from espnet_peft.recipe.kaldi_data import (
+from espnet_peft.utils.kaldi_data import (
     DataDir, check_data_dir, read_data_dir, read_table, sort_inconsistent, validate_and_filter, write_data_dir,
 )
 from espnet_peft.recipe.s2t_text import write_s2t_text
@@ -359,7 +359,7 @@ def test_s2t_text_files(corpus, tmp_path):
 
 
 def test_a_non_utf8_byte_is_named_with_file_and_line_and_a_bom_is_dropped(tmp_path: Path) -> None:
-    from espnet_peft.recipe.kaldi_data import read_table
+    from espnet_peft.utils.kaldi_data import read_table
 
     text = tmp_path / "text"
     text.write_bytes("\ufeffutt1 hello\nutt2 caf".encode("utf-8") + b"\xe9 au lait\n")

@@ -12,7 +12,7 @@ import pytest
 
 from espnet_peft.bin import make_report, score
 from espnet_peft.recipe import bootstrap, comparisons, report, scoring
-from espnet_peft.recipe.text_norm import normalize_text
+from espnet_peft.utils.text_norm import normalize_text
 
 
 def _has_sclite() -> bool:
@@ -351,8 +351,10 @@ def test_analysis_section_finds_the_analysed_seed_of_a_row(tmp_path: Path) -> No
     analysed.mkdir(parents=True)
     model_b = {"path": str(tmp_path / "exp" / "child" / "lora_s1")}
     (analysed / "analysis.json").write_text(json.dumps({"models": {"B": model_b}, "cka": {"drift": [0.95, 0.9]}}))
+    from espnet_peft.analysis.summary import report_section
+
     written = report.build_report(report.collect_results(tmp_path / "exp"), tmp_path / "report", n_resamples=50,
-                                  analysis_root=tmp_path / "analysis")
+                                  analysis_root=tmp_path / "analysis", analysis_section=report_section)
     section = written["results_md"].read_text().split("## Analysis")[1]
     assert [line.split("|")[1] for line in section.splitlines() if line.startswith("|")][2:] == ["lora"]
 

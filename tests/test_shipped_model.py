@@ -14,7 +14,7 @@ from espnet_peft.bin import s2t_batch_inference
 from espnet_peft.compat import espnet_ctc_prefix
 from espnet_peft.inference.greedy import CTC_CANDIDATES
 from espnet_peft.recipe.fingerprint import file_sha256
-from espnet_peft.recipe.kaldi_data import DataDir, read_table, write_data_dir
+from espnet_peft.utils.kaldi_data import DataDir, read_table, write_data_dir
 from espnet_peft.recipe.scoring import score_files
 from espnet_peft.recipe.sentences import unique_sentences
 from espnet_peft.recipe.source_model import fetch_source_model

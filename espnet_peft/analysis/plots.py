@@ -10,18 +10,10 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from espnet_peft.utils.pyplot import pyplot
+
 #: curve colours per model label, so that A and B keep theirs across figures
 _MODEL_STYLE = {"A": {"color": "tab:blue", "marker": "o"}, "B": {"color": "tab:orange", "marker": "s"}}
-
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the file-only Agg backend (imported on first use: the report imports this module)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _integer_x(ax: Any) -> None:

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from espnet_peft.analysis.model_access import EspnetEncoderAccess, HFAccess, ModelAccess
-from espnet_peft.recipe.kaldi_data import check_audio, read_table
-from espnet_peft.recipe.text_norm import normalize_text
+from espnet_peft.utils.kaldi_data import check_audio, read_table
+from espnet_peft.utils.text_norm import normalize_text
 
 #: checkpoints looked for in an ESPnet experiment dir, in this order (the recipe decodes the first)
 CHECKPOINTS = ("valid.acc.best.pth", "valid.loss.best.pth", "model.pth", "latest.pth")

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
+from espnet_peft.analysis.summary import report_section  # json + matplotlib only, no torch
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.report import ReportError, build_report, collect_results
 from espnet_peft.recipe.scoring import ScoringError
@@ -36,7 +37,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         written = build_report(collect_results(args.exp_root), args.out, args.n_resamples, args.seed,
                                figures_only=args.figures_only,
                                analysis_root=args.analysis_root or args.exp_root / "analysis",
-                               links_from=args.links_from or args.exp_root.resolve().parent)
+                               links_from=args.links_from or args.exp_root.resolve().parent,
+                               analysis_section=report_section)
     except (ReportError, ScoringError, FileNotFoundError) as error:  # their messages name the file
         raise SystemExit(f"report: {error}") from None
     for path in written.values():

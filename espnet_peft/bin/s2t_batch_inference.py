@@ -30,7 +30,7 @@ from espnet_peft import fault_points
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.inference.greedy import CTC_CANDIDATES, CTC_PREFIXES, fixed_window, greedy_decode, make_prompt
 from espnet_peft.recipe.fingerprint import file_sha256
-from espnet_peft.recipe.kaldi_data import read_table
+from espnet_peft.utils.kaldi_data import read_table
 
 DECODE_INFO = "decode_info.json"
 

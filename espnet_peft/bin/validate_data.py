@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_peft.recipe.kaldi_data import validate_and_filter
+from espnet_peft.utils.kaldi_data import validate_and_filter
 
 
 def get_parser() -> argparse.ArgumentParser:

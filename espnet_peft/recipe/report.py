@@ -40,11 +40,11 @@ import subprocess
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from espnet_peft.analysis.plots import pyplot
+from espnet_peft.utils.pyplot import pyplot
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.comparisons import compare
@@ -63,6 +63,9 @@ OPTIONAL = ("seed", "settings", "label", "train_time_s", "peak_mem_mb", "device"
 NUMERIC = {"trainable_params": int, "seed": int, "train_time_s": float, "peak_mem_mb": float}
 #: a row's statistics: WERs (%), forgetting (absolute points) and learning (relative %)
 STATS = ("target_wer", "source_wer", "forgetting", "learning")
+
+#: renders RESULTS.md's Analysis section: (report results, analysis root, report dir, links from) -> markdown lines
+AnalysisSection = Callable[[Mapping[str, Any], Path, Path, Path], List[str]]
 
 
 class ReportError(ValueError):
@@ -365,7 +368,7 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
              f"- host: `{env['host']}`, CPU: `{env['cpu']}`, GPU: `{env['gpu']}`"]
     if env["training_devices"]:
         lines.append(f"- trained on: `{', '.join(env['training_devices'])}`")
-    lines += ["", f"WER in %, text normalised by `espnet_peft.recipe.text_norm`, scored with sclite. Cells: mean ± sd "
+    lines += ["", f"WER in %, text normalised by `espnet_peft.utils.text_norm`, scored with sclite. Cells: mean ± sd "
               "over the row's seeds (the sd only with several), then in brackets the "
               f"{stats['confidence']:.0%} utterance-level bootstrap interval ({stats['n_resamples']} resamples, "
               f"seed {stats['seed']}), pooled over seeds: the same resampled utterances for every seed. Forgetting = "
@@ -480,13 +483,15 @@ def plot_sweep(method: str, field: str, points: Mapping[str, List[Tuple[Any, Map
 
 def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = bootstrap.N_RESAMPLES,
                  seed: int = bootstrap.SEED, figures_only: bool = False, analysis_root: Optional[Path] = None,
-                 links_from: Optional[Path] = None) -> Dict[str, Path]:
+                 links_from: Optional[Path] = None, analysis_section: Optional[AnalysisSection] = None
+                 ) -> Dict[str, Path]:
     """Write RESULTS.md, results.json, learning_vs_forgetting.png and a sweep_<method>_<field>.png per sweep.
 
     ``figures_only`` writes just the plots (the recipe's figure stage; the report stage writes everything).
     ``analysis_root``: where ``python -m espnet_peft.bin.analyze`` wrote its runs (the recipe's stage 13); when it
-    holds any, RESULTS.md gets an "Analysis" section (``espnet_peft.analysis.summary.report_section``) and the
-    report dir one drift figure per domain. Its figure links are relative to ``links_from`` (default: ``out_dir``).
+    holds any, ``analysis_section`` (``espnet_peft.analysis.summary.report_section``, passed in by the CLI so that the
+    recipe package does not import the analysis one) renders RESULTS.md's "Analysis" section and one drift figure per
+    domain into the report dir. Its figure links are relative to ``links_from`` (default: ``out_dir``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -496,10 +501,8 @@ def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = boo
         name = f"sweep_{method}_{field}"
         written[name] = plot_sweep(method, field, points, out_dir / f"{name}.png")
     analysis: List[str] = []
-    if analysis_root is not None and Path(analysis_root).is_dir():
-        from espnet_peft.analysis.summary import report_section  # matplotlib only, no torch
-
-        analysis = report_section(results, Path(analysis_root), out_dir, Path(links_from or out_dir))
+    if analysis_root is not None and Path(analysis_root).is_dir() and analysis_section is not None:
+        analysis = analysis_section(results, Path(analysis_root), out_dir, Path(links_from or out_dir))
     if not figures_only:
         written["results_md"] = out_dir / "RESULTS.md"
         written["results_json"] = out_dir / "results.json"

@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from espnet_peft.recipe.kaldi_data import read_table, write_table
+from espnet_peft.utils.kaldi_data import read_table, write_table
 from espnet_peft.recipe.owsm_tokens import NOTIME, check_s2t_tokens
 
 NA = "<na>"

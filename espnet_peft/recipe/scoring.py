@@ -32,8 +32,8 @@ from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_peft.atomic import atomic_write_text
-from espnet_peft.recipe.kaldi_data import read_table
-from espnet_peft.recipe.text_norm import normalize_text
+from espnet_peft.utils.kaldi_data import read_table
+from espnet_peft.utils.text_norm import normalize_text
 
 WORD_BOUNDARY = "<space>"  # ESPnet's CER token between words
 UNITS = ("word", "char")

@@ -22,7 +22,7 @@ import soundfile
 import torch
 from tqdm import tqdm
 
-from espnet_peft.recipe.kaldi_data import read_table
+from espnet_peft.utils.kaldi_data import read_table
 
 
 def build_frontend(config: dict) -> torch.nn.Module:

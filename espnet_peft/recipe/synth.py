@@ -33,7 +33,7 @@ import soundfile
 from tqdm import tqdm
 
 from espnet_peft.atomic import atomic_write_text
-from espnet_peft.recipe.kaldi_data import DataDir, wav_truncation, write_data_dir
+from espnet_peft.utils.kaldi_data import DataDir, wav_truncation, write_data_dir
 from espnet_peft.recipe.sentences import MAX_WORDS, unique_sentences
 
 FS = 16000

@@ -1,5 +1,5 @@
 """Data preparation of the real corpora: scan a release, normalise its transcripts, split it by speaker, write Kaldi
-dirs (through ``espnet_peft.recipe.kaldi_data``) that ``egs2/TEMPLATE/peft1/peft.sh`` consumes.
+dirs (through ``espnet_peft.utils.kaldi_data``) that ``egs2/TEMPLATE/peft1/peft.sh`` consumes.
 
 One module per corpus, each importable (``prepare(root, out, ...)``, ``scan``, its ``normalize_*`` function) and
 runnable (``python -m espnet_peft.recipe.corpora.<module> --root ... --out data``); each module's docstring states

@@ -8,7 +8,7 @@ source, normalised transcript), assigns them to sets, and hands them to :func:`w
    ``<wav_dir>/<utt>.wav`` (16 kHz mono 16-bit; SPHERE, MP3, other rates, segments of conversations);
 2. converts in parallel (``nj`` sox processes), keeping wavs left by an earlier run (each is written to a temporary
    name and renamed, so a killed run never leaves a half-written file under the final name);
-3. writes each set as a Kaldi dir through :mod:`espnet_peft.recipe.kaldi_data` (sorted tables, derived
+3. writes each set as a Kaldi dir through :mod:`espnet_peft.utils.kaldi_data` (sorted tables, derived
    ``spk2utt``) and checks it with ``check_data_dir`` (tables only; stage 2/3 of ``peft.sh`` decode the audio).
 
 ``wav.scp`` lists plain paths (``kaldi_data`` refuses ``sox ... |`` pipes): original corpus files by absolute
@@ -41,8 +41,8 @@ from pathlib import Path
 import soundfile
 
 from espnet_peft.atomic import atomic_write_text
-from espnet_peft.recipe.kaldi_data import DataDir, check_data_dir, write_data_dir, write_table
-from espnet_peft.recipe.text_norm import normalize_text
+from espnet_peft.utils.kaldi_data import DataDir, check_data_dir, write_data_dir, write_table
+from espnet_peft.utils.text_norm import normalize_text
 
 log = logging.getLogger("espnet_peft.corpora")
 
