@@ -20,15 +20,20 @@ ENV_VARIABLE = "ESPNET_PEFT"
 TASK_MODULES = ("espnet2.tasks.asr", "espnet2.tasks.s2t", "espnet2.tasks.s2t_ctc")
 
 
-def patch_module_tasks(module: ModuleType) -> ModuleType:
-    """Replace the stock task classes that ``module`` holds (defined in TASK_MODULES) by their plugin subclasses."""
+def _stock_tasks(module: ModuleType) -> List[Tuple[str, type]]:
+    """The names under which ``module`` holds a stock task class (one defined in TASK_MODULES)."""
     from espnet2.tasks.abs_task import AbsTask
 
+    return [(name, value) for name, value in list(vars(module).items())
+            if isinstance(value, type) and issubclass(value, AbsTask) and value.__module__ in TASK_MODULES]
+
+
+def patch_module_tasks(module: ModuleType) -> ModuleType:
+    """Replace the stock task classes that ``module`` holds by their plugin subclasses."""
     from espnet_peft.tasks.peft_task import peft_task
 
-    for name, value in list(vars(module).items()):
-        if isinstance(value, type) and issubclass(value, AbsTask) and value.__module__ in TASK_MODULES:
-            setattr(module, name, peft_task(value))
+    for name, stock in _stock_tasks(module):
+        setattr(module, name, peft_task(stock))
     return module
 
 
@@ -37,22 +42,16 @@ def plugin_tasks(*modules: Union[ModuleType, str]) -> Iterator[None]:
     """Inside the block, the stock task classes that these modules hold are the plugin subclasses; after it, the
     stock ones again. Patching the task modules themselves, not only a bin module's global name, also covers stock
     code that reaches its task through a function-local import (espnet 202611's OWSM-CTC ``Speech2Text`` does)."""
-    from espnet2.tasks.abs_task import AbsTask
-
-    from espnet_peft.tasks.peft_task import peft_task
-
     replaced: List[Tuple[ModuleType, str, type]] = []
     try:
         for module in modules:
             module = importlib.import_module(module) if isinstance(module, str) else module
-            for name, value in list(vars(module).items()):
-                if isinstance(value, type) and issubclass(value, AbsTask) and value.__module__ in TASK_MODULES:
-                    replaced.append((module, name, value))
-                    setattr(module, name, peft_task(value))
+            replaced += [(module, name, stock) for name, stock in _stock_tasks(module)]
+            patch_module_tasks(module)
         yield
     finally:
-        for module, name, value in reversed(replaced):
-            setattr(module, name, value)
+        for module, name, stock in reversed(replaced):
+            setattr(module, name, stock)
 
 
 def inference_drop_in(stock: ModuleType, *task_modules: str) -> Tuple[type, Callable[..., None]]:
@@ -63,7 +62,6 @@ def inference_drop_in(stock: ModuleType, *task_modules: str) -> Tuple[type, Call
             with plugin_tasks(stock, *task_modules):
                 super().__init__(*args, **kwargs)
 
-    Speech2Text.__module__, Speech2Text.__qualname__ = stock.__name__, stock.Speech2Text.__qualname__
     Speech2Text.__doc__ = stock.Speech2Text.__doc__
 
     def main(cmd: Optional[Sequence[str]] = None) -> None:
