@@ -189,7 +189,7 @@ def test_stage7_runs_two_trainings_at_once_through_slurm_with_the_serial_results
     recipe_dir, _ = copy_without_one_experiment(finished, tmp_path)
     shutil.rmtree(recipe_dir / "exp" / "accent_lora_s0")
     env = recipe_env({**slurm_cluster.env, "cmd_backend": "slurm"})
-    stage7 = recipe_command("--stage", "7", "--stop_stage", "7", "--methods", "lora", "--train_jobs", "2")
+    stage7 = recipe_command("--stage", "7", "--stop_stage", "7", "--methods", "lora", "--train_jobs", "2")  # run.sh: 2 too
     with open(tmp_path / "stage7.log", "w") as log:
         run = subprocess.Popen(stage7, cwd=recipe_dir, env=env, stdout=log, stderr=log)
     most_running, deadline = 0, time.time() + 900

@@ -306,7 +306,8 @@ fi
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
   log "Stage 7: fine-tuning (${methods:-every adapter, full}) at a budget of ${budget} trainable parameters," \
       "seeds ${seeds}${sweep:+, sweep ${sweep}}"
-  pids=() names=() failed=()
+  pids=() names=() failed=() ready=()
+  # every config first (a python start-up each), so that the trainings below are submitted together
   while read -r -u 3 domain method seed name settings _; do
     dir="exp/${name}"
     mkdir -p "${dir}"
@@ -322,12 +323,16 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
       failed+=("${dir}")
       continue
     fi
-    # up to train_jobs trainings at once (each one its own process, log and resume point)
+    ready+=("${domain} ${dir}")
+  done 3<<< "${experiment_list}"
+  for entry in "${ready[@]}"; do
+    read -r domain dir <<< "${entry}"
+    # up to train_jobs trainings at once (each one its own process or scheduler job, log and resume point)
     while [ "$(jobs -rp | wc -l)" -ge "${train_jobs}" ]; do sleep 2; done
     train "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml" --init_param "${source_dir}/model.pth" &
     pids+=($!)
     names+=("${dir}")
-  done 3<<< "${experiment_list}"
+  done
   for i in "${!pids[@]}"; do wait "${pids[${i}]}" || failed+=("${names[${i}]}"); done
   if [ ${#failed[@]} -gt 0 ]; then
     log "ERROR: fine-tuning failed for ${failed[*]}: see the messages above and their train.log; re-running stage 7" \
