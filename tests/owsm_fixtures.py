@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import os
@@ -66,12 +67,23 @@ def _encoder_conf(arch: Dict[str, Any]) -> Dict[str, Any]:
     return conf
 
 
+def arch_task(arch: Dict[str, Any]) -> str:
+    return "s2t_ctc" if arch["encoder"] == "e_branchformer_ctc" else "s2t"
+
+
 def build_model(arch: Dict[str, Any], token_list: Sequence[str], device: str = "meta") -> torch.nn.Module:
     """The model an OWSM (``encoder: e_branchformer``) or OWSM-CTC (``e_branchformer_ctc``) config of this
     ``arch`` (conf/owsm/models.yaml's ``architecture`` keys) builds, by the stock task's ``build_model``."""
-    task = "s2t_ctc" if arch["encoder"] == "e_branchformer_ctc" else "s2t"
-    cls = task_class(task)
-    args = cls.get_parser().parse_args(["--output_dir", "unused"])
+    cls = task_class(arch_task(arch))
+    with torch.device(device):
+        return cls.build_model(model_args(cls, arch, token_list))
+
+
+def model_args(cls: Any, arch: Dict[str, Any], token_list: Sequence[str], output_dir: str = "unused"
+               ) -> argparse.Namespace:
+    """``cls``'s training arguments for a model of this ``arch`` (the parts of its config that shape the model)."""
+    task = arch_task(arch)
+    args = cls.get_parser().parse_args(["--output_dir", output_dir])
     args.token_list = list(token_list)
     args.frontend_conf = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": FEATURE_DIM}
     args.normalize = None
@@ -85,8 +97,7 @@ def build_model(arch: Dict[str, Any], token_list: Sequence[str], device: str = "
         args.promptencoder_conf = {"output_size": arch["prompt_output_size"], "attention_heads": arch["prompt_heads"],
                                    "linear_units": arch["prompt_linear_units"], "num_blocks": arch["prompt_blocks"]}
         args.model_conf = {"interctc_weight": 0.5}
-    with torch.device(device):
-        return cls.build_model(args)
+    return args
 
 
 TINY_ARCH = {"encoder": "e_branchformer", "output_size": 32, "encoder_blocks": 2, "decoder_blocks": 2,

@@ -8,31 +8,18 @@ missing, and training under ``use_amp: true`` would leave that tensor at its ini
 
 from __future__ import annotations
 
-import os
 from typing import Dict
 
 import pytest
 import torch
 
 from adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
+from amp_device import DEVICE, autocast_dtypes
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters
 
-#: where the checks run; ``ESPNET_PEFT_TEST_DEVICE=cuda`` repeats them on a GPU
-DEVICE = os.environ.get("ESPNET_PEFT_TEST_DEVICE", "cpu")
 CASES = {method: {"method": method, **fields} for method, fields in METHOD_FIELDS.items()}
 CASES["dora_dropout"] = {**CASES["dora"], "dropout": 0.1}
 CASES["lora_dropout"] = {**CASES["lora"], "dropout": 0.1}
-
-
-def autocast_dtypes():
-    dtypes = [torch.bfloat16]
-    try:
-        with torch.autocast(DEVICE, dtype=torch.float16):
-            torch.ones(2, 2, device=DEVICE) @ torch.ones(2, 2, device=DEVICE)
-        dtypes.append(torch.float16)
-    except RuntimeError:
-        pass
-    return dtypes
 
 
 class FixedDropout(torch.nn.Module):

@@ -3,7 +3,6 @@ computes, and the core stays exact under autocast."""
 
 from __future__ import annotations
 
-import os
 from typing import Dict, Optional
 
 import pytest
@@ -11,14 +10,13 @@ import torch
 from torch.nn import functional as F
 
 from adapter_models import make_trained_looking
+from amp_device import DEVICE, autocast_dtypes
 from espnet_peft.tuners import get_layer_class, make_config
 from espnet_peft.tuners.core_linear import core_linear
 from espnet_peft.tuners.subspace_rotation import SubspaceRotationLayer
 from espnet_peft.tuners.svd import ROTATION_MAPS, skew_symmetric
 
 torch.set_num_threads(1)
-#: where the autocast checks run; ``ESPNET_PEFT_TEST_DEVICE=cuda`` repeats them on a GPU
-DEVICE = os.environ.get("ESPNET_PEFT_TEST_DEVICE", "cpu")
 
 SHAPES = {"square": (24, 24), "tall": (40, 24), "wide": (24, 40)}  # (d_out, d_in)
 CONFIGS = {
@@ -95,17 +93,6 @@ def test_outputs_and_gradients_equal_the_plain_form(config_name: str, shape_name
         scale = max(reference_grad[name].abs().max().item(), 1.0)
         torch.testing.assert_close(ours_grad[name], reference_grad[name], rtol=tolerance, atol=tolerance * scale,
                                    msg=name)
-
-
-def autocast_dtypes():
-    dtypes = [torch.bfloat16]
-    try:
-        with torch.autocast(DEVICE, dtype=torch.float16):
-            torch.ones(2, 2, device=DEVICE) @ torch.ones(2, 2, device=DEVICE)
-        dtypes.append(torch.float16)
-    except RuntimeError:
-        pass
-    return dtypes
 
 
 @pytest.mark.parametrize("autocast_dtype", autocast_dtypes())

@@ -57,26 +57,15 @@ def test_s2t_ctc_train_entry_point_exists() -> None:
 def _owsm_config(task: str, tmp_path: Path) -> tuple:
     """A tiny OWSM (``s2t``) or OWSM-CTC (``s2t_ctc``) experiment as a training run leaves it: a base model file and
     a ``config.yaml`` that adds LoRA adapters on top of it through ``init_param``."""
-    from owsm_fixtures import FEATURE_DIM, TINY_ARCH, TINY_CTC_ARCH, _encoder_conf, owsm_token_list
+    from owsm_fixtures import TINY_ARCH, TINY_CTC_ARCH, model_args, owsm_token_list
 
-    arch = TINY_CTC_ARCH if task == "s2t_ctc" else TINY_ARCH
     plugin = task_class(task)
-    args = plugin.get_parser().parse_args(["--output_dir", str(tmp_path / "exp")])
-    args.token_list = owsm_token_list()
+    args = model_args(plugin, TINY_CTC_ARCH if task == "s2t_ctc" else TINY_ARCH, owsm_token_list(),
+                      output_dir=str(tmp_path / "exp"))
     args.token_type, args.bpemodel = "bpe", None
     times = [t for t in args.token_list if t[1:-1].replace(".", "").isdigit()]
     args.preprocessor_conf = {"notime_symbol": "<notimestamps>", "first_time_symbol": times[0],
                               "last_time_symbol": times[-1]}
-    args.frontend_conf = {"n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": FEATURE_DIM}
-    args.normalize = None
-    args.encoder, args.encoder_conf = arch["encoder"], _encoder_conf(arch)
-    if task == "s2t":
-        args.decoder = "transformer"
-        args.decoder_conf = {"attention_heads": 2, "linear_units": 64, "num_blocks": 2}
-    else:
-        args.promptencoder = "transformer"
-        args.promptencoder_conf = {"output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 1}
-        args.model_conf = {"interctc_weight": 0.5}
     torch.manual_seed(0)
     init = tmp_path / "base.pth"
     torch.save(plugin.build_model(args).state_dict(), init)
