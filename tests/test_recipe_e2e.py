@@ -17,25 +17,16 @@ from typing import Optional
 
 import pytest
 
+from recipe_runs import REPO, copy_recipe, recipe_env, run_quick
 from slurm_cluster import SlurmCluster
 
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "ssvd_o", "full")
 DOMAINS = ("child", "accent")
 SWEEP_LABEL = "ssvd_o outer_share=1"  # run.sh --quick sweeps ssvd_o:outer_share=1 beside the default 0.5
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("egs")
-    # Only the recipe files: a run in the working tree leaves data/, dump/, exp/ that must not leak in.
-    shutil.copytree(REPO / "egs2", root / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log", "RESULTS.md"))
-    return root / "egs2" / "synthetic" / "peft1"
-
-
-def recipe_env(base_env: Optional[dict] = None) -> dict:
-    base_env = base_env if base_env is not None else dict(os.environ)
-    return {**base_env, "PATH": f"{Path(sys.executable).parent}:{base_env['PATH']}", "PYTHONPATH": str(REPO)}
+    return copy_recipe(tmp_path_factory.mktemp("egs"))
 
 
 def recipe_command(*options: str) -> list:
@@ -43,10 +34,7 @@ def recipe_command(*options: str) -> list:
 
 
 def run_recipe(recipe_dir: Path, *options: str, base_env: Optional[dict] = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(recipe_command(*options), cwd=recipe_dir, env=recipe_env(base_env), capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return result
+    return run_quick(recipe_dir, ["--methods", " ".join(METHODS), *options], base_env)
 
 
 #: the one experiment the re-run tests redo; options that make a stage touch only it

@@ -29,12 +29,15 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                              "~/.cache/huggingface/hub)")
     parser.add_argument("--lang_token", default="<eng>", help="must be in an S2T model's token list")
     parser.add_argument("--task_token", default="<asr>", help="must be in an S2T model's token list")
+    parser.add_argument("--task", choices=("asr", "s2t", "s2t_ctc"),
+                        help="the kind of model the recipe expects (refused if the source is another kind)")
     parser.add_argument("--sha256", help="expected sha256 of a packed model file (refused if it differs)")
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         fetch_source_model(args.source, args.out, args.token_dir, args.cache_dir,
-                           special_tokens=[args.lang_token, args.task_token], expected_sha256=args.sha256)
+                           special_tokens=[args.lang_token, args.task_token], expected_sha256=args.sha256,
+                           expected_task=args.task)
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         raise SystemExit(f"fetch_source_model: {error}") from None
     print(f"source model in {args.out} (what was changed: {args.out / 'source.json'})")

@@ -1,4 +1,4 @@
-"""Greedy decoding of whole Kaldi data dirs with an ESPnet S2T model, many utterances per forward pass.
+"""Greedy decoding of whole Kaldi data dirs with an ESPnet S2T or S2T-CTC model, many utterances per forward pass.
 
     python -m espnet_peft.bin.s2t_batch_inference --s2t_train_config exp/x/config.yaml \
         --s2t_model_file exp/x/valid.acc.best.pth --set dump/raw/child_test exp/x/decode/child_test \
@@ -6,8 +6,10 @@
 
 Makes the same choices as ``python -m espnet2.bin.s2t_inference --beam_size 1 --ctc_weight 0`` (see
 :mod:`espnet_peft.inference.greedy`), 10-30x faster on CPU; ``--ctc_weight 0.3`` adds CTC prefix scores to the
-``--ctc_candidates`` best tokens of each step (joint CTC/attention, which does not loop). Adapter checkpoints load
-through the plugin task.
+``--ctc_candidates`` best tokens of each step (joint CTC/attention, which does not loop). An OWSM-CTC model (its
+config has a ``promptencoder``) is decoded by greedy CTC instead, as ``python -m espnet2.bin.s2t_inference_ctc
+--beam_size 1`` does (see :mod:`espnet_peft.inference.ctc_greedy`); the attention-search options do not apply to it.
+Adapter checkpoints load through the plugin task.
 Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id) and ``decode_info.json``
 (the sha256 of the model file and config, and the settings). A set whose ``decode_info.json`` matches the current
 model and settings is skipped; anything else is decoded again, so a retrained model never leaves stale hypotheses.
@@ -20,29 +22,44 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import soundfile
 import torch
+import yaml
 from tqdm import tqdm
 
 from espnet_peft import fault_points
 from espnet_peft.atomic import atomic_write_text
+from espnet_peft.inference.ctc_greedy import ctc_greedy_decode, make_ctc_prompt
 from espnet_peft.inference.greedy import CTC_CANDIDATES, CTC_PREFIXES, fixed_window, greedy_decode, make_prompt
 from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.source_model import task_of
 from espnet_peft.utils.kaldi_data import read_table
 
 DECODE_INFO = "decode_info.json"
+#: ``[batch, samples]`` fixed-window speech -> token ids per row
+BatchDecoder = Callable[[torch.Tensor], List[List[int]]]
 
 
-def decode_settings(args: argparse.Namespace) -> dict:
+def model_task(config: Path) -> str:
+    """``s2t`` (OWSM) or ``s2t_ctc`` (OWSM-CTC), from the model's training config."""
+    task = task_of(yaml.safe_load(Path(config).read_text(encoding="utf-8")))
+    if task not in ("s2t", "s2t_ctc"):
+        raise SystemExit(f"{config}: an {task} model; this decoder takes OWSM (s2t) and OWSM-CTC (s2t_ctc) models")
+    return task
+
+
+def decode_settings(args: argparse.Namespace, task: str) -> dict:
     """What shapes the hypotheses: the model (by content) and the search settings."""
-    return {"model_sha256": file_sha256(Path(args.s2t_model_file)),
-            "config_sha256": file_sha256(Path(args.s2t_train_config)),
-            "model_file": str(args.s2t_model_file), "search": "greedy", "maxlenratio": args.maxlenratio,
-            "ctc_weight": args.ctc_weight, "ctc_candidates": args.ctc_candidates if args.ctc_weight > 0 else None,
-            "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None,
-            "lang_sym": args.lang_sym, "task_sym": args.task_sym}
+    settings = {"model_sha256": file_sha256(Path(args.s2t_model_file)),
+                "config_sha256": file_sha256(Path(args.s2t_train_config)),
+                "model_file": str(args.s2t_model_file), "lang_sym": args.lang_sym, "task_sym": args.task_sym}
+    if task == "s2t_ctc":
+        return {**settings, "search": "ctc_greedy"}
+    return {**settings, "search": "greedy", "maxlenratio": args.maxlenratio, "ctc_weight": args.ctc_weight,
+            "ctc_candidates": args.ctc_candidates if args.ctc_weight > 0 else None,
+            "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None}
 
 
 def is_current(out_dir: Path, settings: dict, wav_scp: Path) -> bool:
@@ -87,7 +104,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, tokenizer, converter,
+def decode_set(decode_batch: BatchDecoder, train_args: argparse.Namespace, tokenizer, converter,
                data_dir: Path, out_dir: Path, args: argparse.Namespace, settings: dict) -> None:
     wav_scp = data_dir / "wav.scp"
     table = read_table(wav_scp)
@@ -100,9 +117,7 @@ def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, t
                       file=sys.stderr):
         batch_keys = keys[first:first + args.batch_size]
         speech = fixed_window([read_audio(k, table[k], wav_scp) for k in batch_keys], n_samples).to(args.device)
-        for key, ids in zip(batch_keys, greedy_decode(model, speech, prompt, args.maxlenratio,
-                                                              args.ctc_weight, args.ctc_candidates,
-                                                              args.ctc_prefix)):
+        for key, ids in zip(batch_keys, decode_batch(speech)):
             tokens = [t for t in converter.ids2tokens(ids) if not (t.startswith("<") and t.endswith(">"))]
             lines.append(f"{key} {tokenizer.tokens2text(tokens)}".rstrip())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +131,8 @@ def decode_set(model: torch.nn.Module, train_args: argparse.Namespace, prompt, t
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    settings = decode_settings(args)
+    task = model_task(args.s2t_train_config)
+    settings = decode_settings(args, task)
     todo = [(data, out) for data, out in args.set if not is_current(out, settings, data / "wav.scp")]
     for data, out in args.set:
         if (data, out) not in todo:
@@ -126,20 +142,32 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     from espnet2.text.build_tokenizer import build_tokenizer
     from espnet2.text.token_id_converter import TokenIDConverter
 
-    from espnet_peft.tasks.s2t import S2TTask
-
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
+    model, train_args, decode_batch = load_decoder(task, args)
+    tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
+    converter = TokenIDConverter(token_list=train_args.token_list)
+    for data, out in todo:
+        decode_set(decode_batch, train_args, tokenizer, converter, data, out, args, settings)
+
+
+def load_decoder(task: str, args: argparse.Namespace) -> tuple:
+    """``(model, training args, batch decoder)`` of an adapter-aware S2T or S2T-CTC checkpoint."""
+    if task == "s2t_ctc":
+        from espnet_peft.tasks.s2t_ctc import S2TTask
+    else:
+        from espnet_peft.tasks.s2t import S2TTask
     model, train_args = S2TTask.build_model_from_file(args.s2t_train_config, args.s2t_model_file, args.device)
     model.eval()
+    if task == "s2t_ctc":
+        ctc_prompt = make_ctc_prompt(train_args.token_list, model.blank_id, args.lang_sym, args.task_sym)
+        return model, train_args, lambda speech: ctc_greedy_decode(model, speech, ctc_prompt)
     prompt = make_prompt(train_args.token_list, model.sos, model.eos, model.blank_id, args.lang_sym, args.task_sym,
                          train_args.preprocessor_conf["notime_symbol"],
                          train_args.preprocessor_conf["first_time_symbol"],
                          train_args.preprocessor_conf["last_time_symbol"])
-    tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
-    converter = TokenIDConverter(token_list=train_args.token_list)
-    for data, out in todo:
-        decode_set(model, train_args, prompt, tokenizer, converter, data, out, args, settings)
+    return model, train_args, lambda speech: greedy_decode(model, speech, prompt, args.maxlenratio, args.ctc_weight,
+                                                           args.ctc_candidates, args.ctc_prefix)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ stages reuse the model's own tokens. On the way:
   holds ``<notimestamps>``, and the S2T preprocessor inserts another one with probability ``1 - time_apply_prob``;
 * ``<out>/source.json`` records the source, the files used and every change, and the archive's sha256;
 * ``expected_sha256`` (the recipe's shipped model) refuses an archive whose bytes differ;
+* ``expected_task`` (the recipe's ``--task``) refuses a model of another kind, e.g. an OWSM-CTC model for a recipe
+  that decodes with an attention decoder;
 * a token list or BPE model already in ``token_dir`` (from an earlier stage 4) must equal the model's: text
   tokenised with other pieces would train and score against the wrong ids, so a difference is refused.
 """
@@ -256,18 +258,28 @@ def _already_fetched(out: Path, token_dir: Path, sha256: str) -> bool:
     return info.get("sha256") == sha256 and info.get("tokens_sha256") == file_sha256(tokens)
 
 
+def check_task(source: str, task: str, expected_task: Optional[str]) -> None:
+    if expected_task is not None and task != expected_task:
+        raise ValueError(f"{source} is an {task} model (its config{' has a promptencoder' if task == 's2t_ctc' else ''})"
+                         f", but the recipe runs --task {expected_task}: run it with --task {task}, or give an "
+                         f"{expected_task} model")
+
+
 def fetch_source_model(source: str, out: Path, token_dir: Path, cache_dir: Optional[Path] = None,
-                       special_tokens: Sequence[str] = (), expected_sha256: Optional[str] = None) -> Path:
+                       special_tokens: Sequence[str] = (), expected_sha256: Optional[str] = None,
+                       expected_task: Optional[str] = None) -> Path:
     """Copy ``source`` to ``out`` (see the module docstring); ``special_tokens`` (e.g. ``<eng>``, ``<asr>``) must
     be in an S2T model's token list. Every check runs before anything is written. Returns ``out``."""
     out, token_dir = Path(out), Path(token_dir)
     sha256 = check_sha256(source, expected_sha256) if expected_sha256 else None
     if sha256 and _already_fetched(out, token_dir, sha256):
+        check_task(source, json.loads((out / "source.json").read_text(encoding="utf-8"))["task"], expected_task)
         logging.info("fetch_source_model: %s already holds %s (sha256 %s)", out, source, sha256)
         return out
     with locate_source(source, cache_dir) as files:
         config = yaml.safe_load(files.config.read_text(encoding="utf-8"))
         task = task_of(config)
+        check_task(source, task, expected_task)
         tokens = _read_tokens(config, files)
         if task in ("s2t", "s2t_ctc"):  # the recipe's text files must be in the model's vocabulary
             check_s2t_tokens(tokens, [*special_tokens, *([NOTIME] if task == "s2t" else [])])

@@ -16,6 +16,7 @@ ngpu=0                    # GPUs per training job; > 0 also decodes (stages 6, 8
 train_jobs=1              # fine-tuning runs at once in stage 7 (on CPU: one per core; under Slurm: as many as fit)
 num_nodes=1               # nodes per training job (Slurm: srun across nodes)
 python=python3
+task=s2t                  # s2t: OWSM (encoder-decoder); s2t_ctc: OWSM-CTC (encoder + CTC, greedy CTC decoding)
 methods=                  # empty: every adapter of the tuner registry (espnet_peft.tuners), then full fine-tuning
 budget=20000              # trainable parameters per adapted model (all methods matched within 5%)
 seeds="0"                 # training seeds: every method's default config runs once per seed
@@ -43,17 +44,19 @@ fs=16000
 lang_token="<eng>"
 task_token="<asr>"
 decoder=batch_greedy      # batch_greedy: espnet_peft.bin.s2t_batch_inference (many utterances per pass; ESPnet's
-                          # beam-1 choices); espnet: espnet2.bin.s2t_inference + inference_args
-decode_ctc_weight=0.5     # batch_greedy: joint CTC/attention greedy (CTC rescores the decoder's 10 best tokens per
-                          # step), which does not loop; 0: the decoder alone (= s2t_inference --beam_size 1)
+                          # beam-1 choices; greedy CTC for s2t_ctc); espnet: espnet2.bin.s2t_inference (s2t) or
+                          # espnet2.bin.s2t_inference_ctc (s2t_ctc) + inference_args
+decode_ctc_weight=0.5     # batch_greedy, s2t: joint CTC/attention greedy (CTC rescores the decoder's 10 best tokens
+                          # per step), which does not loop; 0: the decoder alone (= s2t_inference --beam_size 1)
 decode_batch_size=64      # utterances per forward pass of batch_greedy
-inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"   # decoder=espnet only
+inference_args=           # decoder=espnet only; empty: greedy ("--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
+                          # for s2t, "--beam_size 1" for s2t_ctc)
 analyses="cka,lens,contribution,branches,energy"   # stage 13 (python -m espnet_peft.bin.analyze --analyses)
 analysis_max_utts=100     # source-domain test utterances per analysis
 analysis_device=cpu       # stage 13's torch device (cuda: its job asks the launcher for one GPU)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--seeds \"0 1 2\"]
   [--sweep \"ssvd_o:outer_share=0,0.5,1 lora:alpha=8,32\"] [--nj N] [--ngpu N] [--num_nodes N] [--train_jobs N]
-  [--analysis_device cpu|cuda] [--source_model DIR|TAG] [--target_domains \"child accent\"] ...
+  [--analysis_device cpu|cuda] [--source_model DIR|TAG] [--task s2t|s2t_ctc] [--target_domains \"child accent\"] ...
 Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
   7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report,
   13 analysis (drift map, logit lens, layer contributions, adapter energy; RESULTS.md re-rendered with it)."
@@ -61,6 +64,19 @@ Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+
+# What differs between OWSM and OWSM-CTC: the text prefix (<notimestamps>), the entry points and the checkpoint that
+# training keeps (OWSM-CTC has no decoder accuracy: the lowest validation CTC error)
+case "${task}" in
+  s2t) best_criterion=valid,acc,max; default_inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0" ;;
+  s2t_ctc) best_criterion=valid,cer_ctc,min; default_inference_args="--beam_size 1" ;;
+  *) log "ERROR: --task ${task}: expected s2t (OWSM) or s2t_ctc (OWSM-CTC)"; exit 1 ;;
+esac
+best_name=$(IFS=, read -r _ metric _ <<< "${best_criterion}"; echo "${metric}")
+best_checkpoint=valid.${best_name}.best.pth   # a single best checkpoint: averaging factor matrices is not averaging
+                                              # the effective weights
+inference_args=${inference_args:-${default_inference_args}}
+inference_module=$([ "${task}" = s2t_ctc ] && echo s2t_ctc_inference || echo s2t_inference)
 
 # Decoding runs on one GPU per job when training has GPUs (batched greedy: --device cuda; ESPnet's own: --ngpu 1).
 if [ "${ngpu}" -gt 0 ]; then decode_gpus=1; decode_device=cuda; else decode_gpus=0; decode_device=cpu; fi
@@ -79,9 +95,12 @@ on_signal() {  # a killed run stops its own jobs (trainings, decodes and their l
 }
 trap on_signal INT TERM HUP
 
-for tool in sox sclite; do
-  command -v "${tool}" >/dev/null || { log "ERROR: ${tool} not found: apt-get install ${tool/sclite/sctk} (or run 'make setup' at the repo root)"; exit 1; }
-done
+need_tool() {  # <tool> <stages that use it>: checked before any stage runs, only when one of those stages will
+  command -v "$1" >/dev/null || { log "ERROR: $1 not found (stages $2 use it): apt-get install ${1/sclite/sctk}" \
+    "(or run 'make setup' at the repo root)"; exit 1; }
+}
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then need_tool sox 1; fi
+if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then need_tool sclite 9; fi
 
 train_sets="${source_train_set}"
 dev_sets="${source_dev_set}"
@@ -141,10 +160,10 @@ train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet tr
     ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${dir##*/}" --log "${dir}/train.log" \
       --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${dir}/.dist_init_" \
       --multiprocessing_distributed true -- \
-    ${python} -m espnet_peft.bin.s2t_train --use_preprocessor true --token_type bpe \
+    ${python} -m espnet_peft.bin.${task}_train --use_preprocessor true --token_type bpe \
       --bpemodel "${token_dir}/bpe.model" --token_list "${token_dir}/tokens.txt" \
       $(s2t_data_args train "${train_set}") $(s2t_data_args valid "${dev_set}") \
-      --resume true --output_dir "${dir}" --config "${config}" "$@"
+      --best_model_criterion "${best_criterion}" --resume true --output_dir "${dir}" --config "${config}" "$@"
   touch "${dir}/.done"
 }
 
@@ -171,7 +190,8 @@ batch_decode() {  # every set in one process; a set is redone unless decode_info
 }
 
 made_from_args() {  # <config> <model_file> <set>: what an ESPnet decode of <set> depends on
-  echo "--input model=$2 --input config=$1 --input wav_scp=dump/raw/$3/wav.scp --setting inference=${inference_args// /,}"
+  echo "--input model=$2 --input config=$1 --input wav_scp=dump/raw/$3/wav.scp --setting inference=${inference_args// /,}" \
+       "--setting prompt=${lang_token}${task_token}"
 }
 
 espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job, split over run.pl jobs
@@ -199,12 +219,13 @@ espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job,
     for i in $(seq "${n}"); do
       echo "--ngpu ${decode_gpus} --data_path_and_name_and_type dump/raw/${set}/wav.scp,speech,sound" \
            "--key_file ${root}/${set}/logdir/keys.${i}.scp --s2t_train_config ${config} --s2t_model_file ${model}" \
-           "--output_dir ${root}/${set}/logdir/output.${i} ${inference_args}" >> "${root}/logdir/args.${i}.txt"
+           "--lang_sym ${lang_token} --task_sym ${task_token} --output_dir ${root}/${set}/logdir/output.${i}" \
+           "${inference_args}" >> "${root}/logdir/args.${i}.txt"
     done
   done
   log "decoding ${todo[*]} with ${model} -> ${root}/<set>/text"
   ${decode_cmd} --gpu "${decode_gpus}" JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
-    ${python} -m espnet_peft.bin.run_many espnet_peft.bin.s2t_inference "${root}/logdir/args.JOB.txt"
+    ${python} -m espnet_peft.bin.run_many "espnet_peft.bin.${inference_module}" "${root}/logdir/args.JOB.txt"
   for set in "${todo[@]}"; do
     for i in $(seq "${n}"); do cat "${root}/${set}/logdir/output.${i}/1best_recog/text_nospecial"; done \
       | sort > "${root}/${set}/text.tmp"
@@ -241,7 +262,8 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
       --min_sec "${min_sec}" --max_sec "${max_sec}"
   done
   for set in ${all_sets}; do
-    ${python} -m espnet_peft.bin.make_s2t_text --data_dir "dump/raw/${set}" --lang "${lang_token}" --task "${task_token}"
+    ${python} -m espnet_peft.bin.make_s2t_text --data_dir "dump/raw/${set}" --lang "${lang_token}" \
+      --task "${task_token}" --notime "$([ "${task}" = s2t ] && echo true || echo false)"
     # ESPnet's batch sampler reads lengths from a shape file (no collect_stats pass needed for utterance_mvn).
     cp "dump/raw/${set}/utt2num_samples" "dump/raw/${set}/speech_shape"
   done
@@ -249,7 +271,7 @@ fi
 
 fetch_source() {  # the source model and its tokens; refuses a changed package or a token list of another BPE run
   ${python} -m espnet_peft.bin.fetch_source_model --source "${source_model}" --out "${source_dir}" \
-    --token_dir "${token_dir}" --lang_token "${lang_token}" --task_token "${task_token}" \
+    --token_dir "${token_dir}" --lang_token "${lang_token}" --task_token "${task_token}" --task "${task}" \
     ${source_sha256:+--sha256 "${source_sha256}"}
 }
 use_source_model=$([ -n "${source_model}" ] && [ "${retrain_source}" = false ] && echo true || echo false)
@@ -263,7 +285,8 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
   else
     log "Stage 4: train an OWSM-style BPE (${bpe_vocab_size} pieces + special tokens) on ${source_train_set}"
     ${python} -m espnet_peft.bin.train_owsm_bpe --text "dump/raw/${source_train_set}/text.ctc" --out "${token_dir}" \
-      --vocab_size "${bpe_vocab_size}" --speech_length "${speech_length}" --lang "${lang_token}" --task "${task_token}"
+      --vocab_size "${bpe_vocab_size}" --speech_length "${speech_length}" --lang "${lang_token}" --task "${task_token}" \
+      $([ "${task}" = s2t_ctc ] && echo "--lang <nolang>")   # OWSM-CTC's preprocessor looks up <nolang>
   fi
 fi
 
@@ -291,8 +314,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       stats_args=(--normalize_conf "stats_file=${source_dir}/feats_stats.npz")
     fi
     train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}" "${stats_args[@]}"
-    # ESPnet writes valid.acc.ave.pth (the average of the keep_nbest_models best epochs) when training ends
-    ln -sf valid.acc.ave.pth "${source_dir}/model.pth"
+    # ESPnet writes valid.<metric>.ave.pth (the average of the keep_nbest_models best epochs) when training ends
+    ln -sf "valid.${best_name}.ave.pth" "${source_dir}/model.pth"
   fi
 fi
 
@@ -361,9 +384,8 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     for i in $(seq "${nj}"); do : > "exp/decode_logdir/args.${i}.txt"; done
     i=0
     while read -r -u 3 domain _ _ name _; do
-      # A single best checkpoint: averaging factor matrices is not averaging the effective weights.
       # shellcheck disable=SC2086
-      batch_decode_args "exp/${name}/config.yaml" "exp/${name}/valid.acc.best.pth" "exp/${name}/decode" \
+      batch_decode_args "exp/${name}/config.yaml" "exp/${name}/${best_checkpoint}" "exp/${name}/decode" \
         "${domain}_test" ${source_test_sets} >> "exp/decode_logdir/args.$((i % nj + 1)).txt"
       i=$((i + 1))
     done 3<<< "${experiment_list}"
@@ -372,7 +394,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
   else
     while read -r -u 3 domain _ _ name _; do
       # shellcheck disable=SC2086
-      decode "exp/${name}/config.yaml" "exp/${name}/valid.acc.best.pth" "exp/${name}/decode" "${domain}_test" \
+      decode "exp/${name}/config.yaml" "exp/${name}/${best_checkpoint}" "exp/${name}/decode" "${domain}_test" \
         ${source_test_sets}
     done 3<<< "${experiment_list}"
   fi
@@ -412,7 +434,8 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
   while read -r -u 3 _ method _ name _; do
     [ "${method}" = full ] || adapted+=("exp/${name}")
   done 3<<< "${experiment_list}"
-  [ ${#adapted[@]} -eq 0 ] || ${python} -m espnet_peft.bin.package_experiments --task s2t "${adapted[@]}"
+  [ ${#adapted[@]} -eq 0 ] || ${python} -m espnet_peft.bin.package_experiments --task "${task}" \
+    --model_name "${best_checkpoint}" "${adapted[@]}"
 fi
 
 if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
@@ -422,7 +445,9 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
   log "Done: see RESULTS.md and exp/report/"
 fi
 
-if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
+if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ] && [ "${task}" = s2t_ctc ]; then
+  log "Stage 13: skipped: the analyses take OWSM encoder-decoder models; an OWSM-CTC encoder needs its text prompt"
+elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
   log "Stage 13: every fine-tuned model vs the source model on ${first_source_test} (${analyses})" \
       "-> exp/analysis/<domain>/<method>[_<field><value>]_s<seed>/ (first seed); RESULTS.md re-rendered with an" \
       "Analysis section"
@@ -436,14 +461,14 @@ if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     out="exp/analysis/${domain}/${name#"${domain}_"}"
     # the checkpoints stages 6 and 8 decode; redone unless made_from.json matches models, audio and settings
     made_from="--out ${out} --input model_a=${source_dir}/model.pth --input config_a=${source_dir}/config.yaml"
-    made_from+=" --input model_b=exp/${name}/valid.acc.best.pth --input config_b=exp/${name}/config.yaml"
+    made_from+=" --input model_b=exp/${name}/${best_checkpoint} --input config_b=exp/${name}/config.yaml"
     made_from+=" --input wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${analyses// /,}"
     made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
     # shellcheck disable=SC2086
     if ${python} -m espnet_peft.bin.made_from check ${made_from}; then log "skip ${out}: done"; continue; fi
     todo+=("${made_from}")
     echo "--model_a_config ${source_dir}/config.yaml --model_a_file ${source_dir}/model.pth" \
-         "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/valid.acc.best.pth" \
+         "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/${best_checkpoint}" \
          "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
          "--device ${analysis_device} --out ${out}" >> exp/analysis/logdir/args.txt
   done 3<<< "${experiment_list}"
