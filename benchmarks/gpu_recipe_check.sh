@@ -12,14 +12,18 @@
 # hypotheses of the shipped model in cpu_<name>/text (stage 6's, one per ESPnet release); the model itself is fetched
 # from egs2/synthetic/peft1/source_model.
 # Writes OUT_DIR/gpu_recipe_check.json and the logs. Needs python3 with torch (CUDA) and the package on PYTHONPATH.
+# DEVICE=cpu runs the same steps on the CPU (a dry run of this script where no GPU is).
 set -euo pipefail
 out=$(realpath -m "$1"); s2t=$(realpath "$2"); ctc=$(realpath "$3"); shipped=$(realpath "$4")
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
+device=${DEVICE:-cuda}
+ngpu=$([ "${device}" = cpu ] && echo 0 || echo 1)
 mkdir -p "${out}"
 export PYTHONPATH="${repo}${PYTHONPATH:+:${PYTHONPATH}}" PYTHONUNBUFFERED=1
-RUN_OPTS_S2T=${RUN_OPTS_S2T:---methods "lora full" --target_domains child --sweep ""}
-RUN_OPTS_CTC=${RUN_OPTS_CTC:---task s2t_ctc --methods "lora full" --target_domains child --sweep ""}
+# the options the dirs were made with (shell words, as typed): the experiment list must be the same
+RUN_OPTS_S2T=${RUN_OPTS_S2T:-'--methods "lora full" --target_domains child --sweep ""'}
+RUN_OPTS_CTC=${RUN_OPTS_CTC:-'--task s2t_ctc --methods "lora full" --target_domains child --sweep ""'}
 
 keep_cpu_results() {  # <recipe dir>: the CPU hypotheses aside, and their markers gone so that stages 6/8 decode again
   (cd "$1" && for text in exp/source/decode_zeroshot/*/text exp/*/decode/*/text; do
@@ -27,35 +31,36 @@ keep_cpu_results() {  # <recipe dir>: the CPU hypotheses aside, and their marker
    done)
 }
 
-for dir in "${s2t}" "${ctc}"; do
+for kind in s2t ctc; do
+  if [ "${kind}" = s2t ]; then dir=${s2t}; opts=${RUN_OPTS_S2T}; else dir=${ctc}; opts=${RUN_OPTS_CTC}; fi
   keep_cpu_results "${dir}"
-  opts=$([ "${dir}" = "${s2t}" ] && echo "${RUN_OPTS_S2T}" || echo "${RUN_OPTS_CTC}")
-  log=${out}/stages6-8_$(basename "${dir}").log
-  (cd "${dir}" && eval ./run.sh --quick --python "${python}" --nj 1 --ngpu 1 "${opts}" --stage 6 --stop_stage 8) \
+  log=${out}/stages6-8_${kind}.log
+  (cd "${dir}" && eval ./run.sh --quick --python "${python}" --nj 1 --ngpu "${ngpu}" "${opts}" --stage 6 --stop_stage 8) \
     > "${log}" 2>&1 || { tail -40 "${log}"; exit 1; }
 done
 
 # stage 13 on the GPU: every analysis again (its made_from.json names the device, so the CPU result is not reused)
 (cd "${s2t}" && for f in exp/analysis/*/*/analysis.json; do mkdir -p "cpu/$(dirname "${f}")"; cp "${f}" "cpu/${f}"; done
  eval ./run.sh --quick --python "${python}" --nj 1 "${RUN_OPTS_S2T}" --stage 13 --stop_stage 13 \
-   --analysis_device cuda) > "${out}/stage13_s2t.log" 2>&1 || { tail -40 "${out}/stage13_s2t.log"; exit 1; }
+   --analysis_device "${device}") > "${out}/stage13_s2t.log" 2>&1 || { tail -40 "${out}/stage13_s2t.log"; exit 1; }
 
 # the shipped model: batched joint CTC/attention greedy on cuda, as stage 6 runs it with --ngpu 1
 packed=${repo}/egs2/synthetic/peft1/source_model/owsm_synth_ebf.zip
 (cd "${shipped}" && "${python}" -m espnet_peft.bin.fetch_source_model --source "${packed}" --out exp/source \
    --token_dir data/token_list --task s2t --sha256 "$(awk '{print $1}' "${packed%/*}/SHA256SUMS")" && for batch in 64 300; do
    "${python}" -m espnet_peft.bin.s2t_batch_inference --s2t_train_config exp/source/config.yaml \
-     --s2t_model_file exp/source/model.pth --device cuda --batch_size "${batch}" --ctc_weight 0.5 \
+     --s2t_model_file exp/source/model.pth --device "${device}" --batch_size "${batch}" --ctc_weight 0.5 \
      --set dump/raw/source_test "gpu_b${batch}/source_test"
  done) > "${out}/shipped_source_test.log" 2>&1 || { tail -40 "${out}/shipped_source_test.log"; exit 1; }
 
-"${python}" - "${out}" "${s2t}" "${ctc}" "${shipped}" <<'EOF'
+"${python}" - "${out}" "${s2t}" "${ctc}" "${shipped}" "${device}" <<'EOF'
 import json, math, sys
 from pathlib import Path
 
 import torch
 
-out, s2t, ctc, shipped = (Path(p) for p in sys.argv[1:])
+out, s2t, ctc, shipped = (Path(p) for p in sys.argv[1:5])
+device = sys.argv[5]
 
 
 def table(path):
@@ -115,9 +120,10 @@ for run in sorted(shipped.glob("gpu_b*/source_test")):
                                      "device": info["device"], "utterances": len(hyps),
                                      **{f"identical_to_{name}": sum(ref["text"][k] == hyps.get(k) for k in ref["text"])
                                         for name, ref in cpu_runs.items()}}
-report = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
+report = {"device": torch.cuda.get_device_name(0) if device != "cpu" else "cpu", "torch": torch.__version__,
           "quick_s2t_stages_6_8": compare_decodes(s2t), "quick_ctc_stages_6_8": compare_decodes(ctc),
           "quick_s2t_stage_13": compare_analyses(s2t),
+          "quick_s2t_stage_13_reran": "skip exp/analysis" not in (out / "stage13_s2t.log").read_text(),
           "shipped_model_source_test": shipped_runs}
 (out / "gpu_recipe_check.json").write_text(json.dumps(report, indent=2) + "\n")
 print(json.dumps(report, indent=2))

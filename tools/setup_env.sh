@@ -2,8 +2,9 @@
 # Sets up everything espnet-peft needs on a fresh Debian machine: the Debian tools and a pinned Python venv.
 # The venv lives outside the clone, keyed by a hash of the dependency files, so repeated runs (and CI) reuse it,
 # while any change to setup.py or requirements/ builds a new one. `.venv` in the repo points at it.
-#   usage: [STACK=202611|202511] tools/setup_env.sh
+#   usage: [STACK=202611|202611-py3.13|202511] tools/setup_env.sh
 #     STACK=202611 (default): Python 3.12 + espnet 202611 + torch 2.14.1, what installing ESPnet today gives;
+#     STACK=202611-py3.13: the same pins on Python 3.13;
 #     STACK=202511: Python 3.11 + espnet 202511 + torch 2.9.1, the stack the committed results were made on.
 #   .venv points at the stack set up last; .venv-<stack> at each one.
 # One venv per stack serves the recipes and the tests: the test-only packages (pytest, HF peft) are small next to
@@ -29,9 +30,10 @@ stack=${STACK:-202611}
 case "$stack" in
   202511) python=$(find_python 3.11); setuptools="setuptools<74" ;;  # espnet 202511 pins setuptools<74
   202611) python=$(find_python 3.12); setuptools="setuptools>=77.0.3,<82" ;;  # espnet 202611's own bounds
-  *) echo "[setup] unknown STACK=$stack: use 202611 or 202511" >&2; exit 1 ;;
+  202611-py3.13) python=$(find_python 3.13); setuptools="setuptools>=77.0.3,<82" ;;
+  *) echo "[setup] unknown STACK=$stack: use 202611, 202611-py3.13 or 202511" >&2; exit 1 ;;
 esac
-constraints=requirements/constraints-${stack}.txt
+constraints=requirements/constraints-${stack%-py*}.txt
 
 missing=()
 for pkg in "${debian_packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
