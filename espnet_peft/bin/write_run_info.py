@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -43,7 +44,9 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         "domain": args.domain,
         "method": args.method,
         "trainable_params": counts.get("trainable", 0) if args.method != "zero_shot" else 0,
-        "scores": {"target": str(args.target.resolve()), "source": str(args.source.resolve())},
+        # relative to the exp dir (the report reads them from there): a recipe dir that is moved keeps its report
+        "scores": {role: os.path.relpath(path.resolve(), args.exp_dir.resolve())
+                   for role, path in (("target", args.target), ("source", args.source))},
     }
     try:
         settings = dict(parse_setting(s) for s in args.settings)
