@@ -16,6 +16,7 @@ import pytest
 
 from espnet_peft.bin.analyze import main as analyze
 from espnet_peft.recipe.owsm_tokens import time_tokens, train_owsm_bpe
+from espnet_peft.analysis.methods import REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from analysis_runtime import FS, synthetic_data_dir, write_experiment  # noqa: E402  (the benchmark's builders)
@@ -66,9 +67,10 @@ def test_every_analysis_writes_json_figures_and_summary(setup: dict[str, Path]) 
     analyze(["--model_a", str(setup["a"]), "--model_b", str(setup["b"]), "--data", str(setup["data"]),
              "--analyses", "all", "--batch_size", "3", "--out", str(out), "--no_progress"])
     results = json.loads((out / "analysis.json").read_text())
-    for key in ("models", "data", "settings", "cka", "lens", "contribution", "branches", "ablation", "energy",
-                "attention", "skipped", "timing_s"):
+    for key in ("models", "data", "settings", "skipped", "timing_s"):
         assert key in results, key
+    for name in REGISTRY:  # every registered analysis is reachable from the CLI: it ran, or says why not per model
+        assert name in results or name in results["skipped"], name
     assert results["data"]["utterances"] == 4 and results["models"]["B"]["adapter_layers"] > 0
     cka = results["cka"]
     for label in ("A", "B"):
@@ -86,7 +88,8 @@ def test_every_analysis_writes_json_figures_and_summary(setup: dict[str, Path]) 
     assert set(fresh) == set(results["energy"]["B"])
     assert all(row["untrained_grad_k90"] == 0 for row in fresh.values())  # LoRA's B = 0 where training starts
     for name in ("cka_A", "cka_B", "cka_AB", "drift", "lens", "contribution", "branches", "ablation", "energy_B",
-                 "attention_A", "attention_AB"):
+                 "attention_A", "attention_AB", "cka_rbf_AB", "cka_debiased_drift", "cka_minibatch_drift", "svcca",
+                 "pwcca", "neurons"):
         assert (out / f"{name}.png").stat().st_size > 1000, name
     summary = (out / "summary.md").read_text()
     assert "Drift" in summary and "![drift](drift.png)" in summary
@@ -102,6 +105,37 @@ def test_a_model_against_itself_has_no_drift(setup: dict[str, Path]) -> None:
     assert np.allclose(cka["inter"], cka["intra"]["A"], atol=1e-9)
 
 
+SIMILARITIES = ("cka", "cka_debiased", "cka_rbf", "cka_minibatch", "svcca", "pwcca", "neurons")
+
+
+def test_every_similarity_of_a_model_with_itself_is_one_and_with_another_model_less(setup: dict[str, Path]) -> None:
+    scores = {}
+    for other in ("a", "b"):
+        out = setup["root"] / f"out_similarity_{other}"
+        analyze(["--model_a", str(setup["a"]), "--model_b", str(setup[other]), "--data", str(setup["data"]),
+                 "--analyses", ",".join(SIMILARITIES), "--out", str(out), "--no_progress"])
+        results = json.loads((out / "analysis.json").read_text())
+        scores[other] = {name: results[name]["drift"] for name in SIMILARITIES if name.startswith("cka")}
+        scores[other].update({name: results[name]["similarity"] for name in ("svcca", "pwcca")})
+        scores[other].update({f"neurons.{key}": results["neurons"][key] for key in
+                              ("maxcorr_A_in_B", "maxcorr_B_in_A", "linreg_B_from_A", "linreg_A_from_B")})
+        assert "More similarity measures" in (out / "summary.md").read_text()
+    for name, values in scores["a"].items():
+        assert values == pytest.approx([1.0, 1.0], abs=1e-6), name
+    # B is A with its LoRA adapters moved off their identity initialisation: the last layer has moved
+    for name, values in scores["b"].items():
+        assert values[-1] < 0.999, name
+
+
+def test_a_pairwise_analysis_of_one_model_is_skipped_with_the_reason(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "out_single"
+    analyze(["--model_a", str(setup["a"]), "--data", str(setup["data"]), "--analyses", "svcca,neurons,cka",
+             "--out", str(out), "--no_progress"])
+    results = json.loads((out / "analysis.json").read_text())
+    assert "svcca" not in results and "give two models" in results["skipped"]["svcca"]["AB"]
+    assert "neurons" in results["skipped"] and results["cka"]["inter"] is None
+
+
 def test_different_layer_counts_give_a_rectangular_matrix(setup: dict[str, Path]) -> None:
     out = setup["root"] / "out_ac"
     wavs = setup["root"] / "wavs.txt"  # the wav-list input: no transcripts, so no CER
@@ -110,7 +144,7 @@ def test_different_layer_counts_give_a_rectangular_matrix(setup: dict[str, Path]
              "cka,lens", "--out", str(out), "--no_progress"])
     results = json.loads((out / "analysis.json").read_text())
     assert np.array(results["cka"]["inter"]).shape == (2, 3)
-    assert results["cka"]["drift"] is None and "drift" in results["skipped"]
+    assert results["cka"]["drift"] is None and "cka.drift" in results["skipped"]
     assert results["lens"]["B"]["cer"] is None and len(results["lens"]["B"]["kl"]) == 3
     assert (out / "cka_AB.png").is_file() and not (out / "drift.png").exists()
 
@@ -183,3 +217,32 @@ def test_bad_utterances_are_skipped_with_the_recipes_reasons(setup: dict[str, Pa
     (data / "text").write_bytes((data / "text").read_bytes() + b"z4 caf\xe9\n")
     with pytest.raises(AnalysisInputError, match=r"text, line \d+: byte 0xe9"):
         read_utterances(str(data))
+
+
+def test_an_analysis_registered_from_outside_runs_from_the_cli(setup: dict[str, Path]) -> None:
+    """The README's ten-line example: one class, registered, is an ``--analyses`` name of the CLI."""
+    from espnet_peft.analysis.methods.base import Analysis, WeightedMeans
+    from espnet_peft.analysis.methods.registry import register
+
+    @register
+    class MeanNorm(Analysis):
+        name, description = "mean_norm", "mean L2 norm of each layer's output over the real-audio frames"
+
+        def __init__(self):
+            self.means = WeightedMeans()
+
+        def add(self, model, batch, forward):
+            norms = [h.norm(dim=-1)[forward.mask].mean().item() for h in forward.capture.hidden_states]
+            self.means.add(model.label, norms, weight=sum(forward.frames))
+
+        def finish(self, run):
+            return {self.name: {label: self.means.mean(label) for label in run.models}}
+
+    try:
+        out = setup["root"] / "out_mean_norm"
+        analyze(["--model_a", str(setup["a"]), "--data", str(setup["data"]), "--analyses", "mean_norm",
+                 "--out", str(out), "--no_progress"])
+        norms = json.loads((out / "analysis.json").read_text())["mean_norm"]["A"]
+        assert len(norms) == 2 and all(v > 0 for v in norms)
+    finally:
+        del REGISTRY["mean_norm"]

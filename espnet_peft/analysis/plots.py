@@ -1,7 +1,8 @@
 """PNG figures of an analysis run: layer x layer heatmaps and per-layer curves (matplotlib, Agg backend).
 
 Every function takes plain lists / dicts (what ``analysis.json`` holds), so the recipe report can redraw or combine
-runs without re-running a model. ``write_plots`` draws everything one ``analysis.json`` has.
+runs without re-running a model. Each analysis of ``espnet_peft.analysis.methods`` draws its own figures with these
+helpers (``methods.write_plots`` draws everything one ``analysis.json`` has).
 """
 
 from __future__ import annotations
@@ -123,69 +124,3 @@ def plot_energy(energy: Mapping[str, Mapping[str, Any]], path: Path, title: str)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return _save(fig, path)
-
-
-def _per_model(section: Mapping[str, Any], key: str) -> dict[str, Sequence[Optional[float]]]:
-    """``{model label: section[label][key]}`` for the models whose section has that key (None: not computed)."""
-    return {label: section[label][key] for label in ("A", "B")
-            if label in section and section[label].get(key) is not None}
-
-
-def write_plots(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Every figure the analyses in ``results`` (an ``analysis.json`` dict) support; returns ``{name: path}``."""
-    out_dir = Path(out_dir)
-    written: dict[str, Path] = {}
-    cka = results.get("cka")
-    if cka:
-        for label in ("A", "B"):
-            if label in cka.get("intra", {}):
-                written[f"cka_{label}"] = heatmap(cka["intra"][label], out_dir / f"cka_{label}.png",
-                                                  f"linear CKA within model {label}", f"{label} layer",
-                                                  f"{label} layer")
-        if cka.get("inter") is not None:
-            written["cka_AB"] = heatmap(cka["inter"], out_dir / "cka_AB.png", "linear CKA, model A x model B",
-                                        "A layer", "B layer")
-        if cka.get("drift") is not None:
-            written["drift"] = plot_drift({"B vs A": cka["drift"]}, out_dir / "drift.png",
-                                          "drift: CKA of each layer, A (pretrained) vs B (adapted)")
-    lens = results.get("lens")
-    if lens:
-        panels = [("greedy CTC CER (%)", _per_model(lens, "cer")),
-                  ("KL(p_final || p_layer) (nats)", _per_model(lens, "kl"))]
-        written["lens"] = layer_curves(out_dir / "lens.png", "logit lens (CTC head on every layer)",
-                                       [(name, curves) for name, curves in panels if curves])
-    contribution = results.get("contribution")
-    if contribution:
-        written["contribution"] = layer_curves(
-            out_dir / "contribution.png", "layer contribution (update u = h_out - h_in)",
-            [("||u|| / ||h_in||", _per_model(contribution, "update_ratio")),
-             ("cos(u, h_in)", _per_model(contribution, "cosine"))])
-    branches = results.get("branches")
-    if branches:
-        panels = [(f"{label}: branch output / input norm", dict(branches[label]["branches"]))
-                  for label in ("A", "B") if label in branches]
-        written["branches"] = layer_curves(out_dir / "branches.png", "branch contribution per layer", panels)
-    ablation = results.get("ablation")
-    if ablation:
-        panels = []
-        for mode in ("single", "cumulative"):
-            curves = {label: [c - ablation[label][mode]["baseline_cer"] for c in ablation[label][mode]["cer"]]
-                      for label in ("A", "B") if label in ablation and mode in ablation[label]}
-            panels.append((f"{mode} erasure: CER increase (points)", curves))
-        written["ablation"] = layer_curves(out_dir / "ablation.png", "layer ablation (output := input)", panels)
-    energy = results.get("energy")
-    if energy:
-        for label in ("A", "B"):
-            if energy.get(label):
-                written[f"energy_{label}"] = plot_energy(energy[label], out_dir / f"energy_{label}.png",
-                                                         f"adapter SVD energy, model {label}")
-    attention = results.get("attention")
-    if attention:
-        for label, matrix in attention.get("intra", {}).items():
-            written[f"attention_{label}"] = heatmap(matrix, out_dir / f"attention_{label}.png",
-                                                    f"attention similarity (1 - JS) within {label}",
-                                                    f"{label} layer", f"{label} layer")
-        if attention.get("inter") is not None:
-            written["attention_AB"] = heatmap(attention["inter"], out_dir / "attention_AB.png",
-                                              "attention similarity (1 - JS), A x B", "A layer", "B layer")
-    return written

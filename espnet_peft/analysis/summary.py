@@ -75,8 +75,10 @@ def _per_layer_rows(results: Mapping[str, Any]) -> tuple[list[str], list[list[st
     return ["layer"] + [name for name, _, _ in columns], rows
 
 
-def render_summary(results: Mapping[str, Any], figures: Mapping[str, Path], out_dir: Path) -> str:
-    """``summary.md`` of one analysis run: models, data, per-layer table, energy, figures, skips, timing."""
+def render_summary(results: Mapping[str, Any], figures: Mapping[str, Path], out_dir: Path,
+                   more: Sequence[str] = ()) -> str:
+    """``summary.md`` of one analysis run: models, data, per-layer table, energy, ``more`` (the other analyses'
+    lines, ``methods.summary_lines``), figures, skips, timing."""
     models = results["models"]
     lines = ["# Analysis summary", "", "Written by `python -m espnet_peft.bin.analyze`; numbers in `analysis.json`.",
              "", "## Models", ""]
@@ -114,6 +116,8 @@ def render_summary(results: Mapping[str, Any], figures: Mapping[str, Path], out_
                           str(fresh.get(name, {}).get("untrained_grad_k90", "-"))]
                          for name, s in per_layer.items()])
         lines += ["", "</details>"]
+    if more:
+        lines += ["", "## More similarity measures", "", *more]
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{name}]({_link(path, out_dir)})" for name, path in figures.items()]

@@ -11,14 +11,8 @@ latest.pth), a config + checkpoint pair, or a Hugging Face dir (config.json: Whi
 a Kaldi data dir (wav.scp, and text.ctc or text for the scored analyses) or a file with one wav path (or "key path")
 per line. Writes OUT/analysis.json (last: its presence marks a finished run), OUT/*.png and OUT/summary.md.
 
-Analyses (--analyses, comma-separated or "all"; default cka,lens,contribution,branches,energy):
-  cka           linear CKA layer x layer within each model, A x B, and the drift curve CKA(A_l, B_l)
-  lens          CTC logit lens: per-layer greedy CER and KL to the final layer (ESPnet CTC models)
-  contribution  per-layer update size ||h_out - h_in|| / ||h_in|| and direction cos(u, h_in)
-  branches      per-branch update sizes inside each block (ESPnet Transformer / Conformer / E-Branchformer)
-  ablation      CER and CTC loss when a layer (or layers 0..l) is erased (output := input); 2L more passes
-  energy        SVD energy (k90) of the adapters' bottleneck activations and gradients (adapted ESPnet models)
-  attention     Jensen-Shannon similarity of self-attention maps, within and across the models
+Analyses (--analyses, comma-separated or "all"; default cka,lens,contribution,branches,energy): every analysis of
+the registry in espnet_peft/analysis/methods/, listed with what it does by --help.
 Relative paths inside ESPnet configs (init_param, bpemodel) are resolved from the current dir: run from the recipe dir.
 """
 
@@ -31,12 +25,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from espnet_peft.analysis.runner import (
-    ANALYSES,
-    DEFAULT_ANALYSES,
-    Settings,
-    run_analysis,
-)
+from espnet_peft.analysis.methods import DEFAULT_ANALYSES, REGISTRY, summary_lines, write_plots
+from espnet_peft.analysis.runner import Settings, run_analysis
 from espnet_peft.atomic import atomic_write_text
 
 
@@ -50,7 +40,9 @@ def _model_arguments(parser: argparse.ArgumentParser, label: str) -> None:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    listing = "\n".join(f"  {name:<14}{cls.description}" for name, cls in REGISTRY.items())
+    parser = argparse.ArgumentParser(description=__doc__, epilog=f"analyses:\n{listing}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arguments(parser, "A")
     _model_arguments(parser, "B")
     parser.add_argument("--task", default="auto", choices=["auto", "asr", "s2t"],
@@ -58,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="Kaldi data dir (wav.scp + text) or a wav list file")
     parser.add_argument("--max_utts", type=int, default=100, help="utterances, spread over the sorted keys")
     parser.add_argument("--analyses", default=",".join(DEFAULT_ANALYSES),
-                        help=f"comma-separated subset of {','.join(ANALYSES)}, or 'all'")
+                        help="comma-separated names (listed below), or 'all'")
     parser.add_argument("--batch_size", type=int, default=8, help="utterances per forward pass (HF: 1)")
     parser.add_argument("--max_frames", type=int, default=5000,
                         help="frames kept for CKA, spread over utterances (peak memory about 20 bytes x max_frames "
@@ -80,7 +72,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         resolve_model,
     )
 
-    analyses = ANALYSES if args.analyses.strip() == "all" else tuple(a.strip() for a in args.analyses.split(","))
+    analyses = tuple(REGISTRY) if args.analyses.strip() == "all" else tuple(a.strip() for a in args.analyses.split(","))
     try:
         settings = Settings(analyses=analyses, batch_size=args.batch_size, max_frames=args.max_frames,
                             progress=not args.no_progress)
@@ -99,12 +91,12 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         results["skipped_utterances"] = {key: {"reason": r, "detail": d} for key, (r, d) in sorted(skipped.items())}
     except AnalysisInputError as error:
         raise SystemExit(f"analyze: {error}") from None
-    from espnet_peft.analysis.plots import write_plots
     from espnet_peft.analysis.summary import ANALYSIS_JSON, render_summary
 
     args.out.mkdir(parents=True, exist_ok=True)
     figures = write_plots(results, args.out)
-    atomic_write_text(args.out / "summary.md", render_summary(results, figures, args.out))
+    atomic_write_text(args.out / "summary.md", render_summary(results, figures, args.out,
+                                                                 summary_lines(results)))
     atomic_write_text(args.out / ANALYSIS_JSON, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(f"analysis written to {args.out} ({ANALYSIS_JSON}, summary.md, {len(figures)} figures)")
 

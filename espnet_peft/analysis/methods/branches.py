@@ -1,0 +1,55 @@
+"""Branch contribution (``analysis.branch_contribution``): per block, the size of each branch's update (attention,
+convolution / cgMLP, feed-forward, ...) relative to the block input. ESPnet Transformer / Conformer / E-Branchformer
+blocks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from espnet_peft.analysis.branch_contribution import block_branches, mean_ratio
+from espnet_peft.analysis.forward_pass import Forward
+from espnet_peft.analysis.methods.base import Analysis, Needs, Run, WeightedMeans
+from espnet_peft.analysis.methods.registry import register
+from espnet_peft.analysis.sources import Batch, LoadedModel
+
+
+@register
+class BranchContribution(Analysis):
+    name = "branches"
+    description = "per-branch update sizes inside each block (ESPnet Transformer / Conformer / E-Branchformer)"
+    needs = Needs(branches=True)
+
+    def __init__(self) -> None:
+        self.means = WeightedMeans()
+
+    def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
+        if not model.is_espnet:
+            return "HF models: branch hooks know ESPnet blocks only"
+        try:
+            block_branches(model.access.layer_modules()[0])
+        except TypeError as error:
+            return str(error)
+        return None
+
+    def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
+        updates = forward.branch_updates
+        for name in dict.fromkeys(n for per_block in updates for n in per_block):
+            values = [mean_ratio(per_block[name], x, forward.mask) if name in per_block else math.nan
+                      for per_block, x in zip(updates, forward.capture.layer_inputs)]
+            self.means.add(f"{model.label}.{name}", values, sum(forward.frames))
+
+    def finish(self, run: Run) -> dict[str, Any]:
+        return {self.name: {label: {"layers": m.access.layers(),
+                                    "branches": {k.split(".", 1)[1]: self.means.mean(k) for k in self.means.sums
+                                                 if k.startswith(f"{label}.")}}
+                            for label, m in run.models.items()}}
+
+    def plot(self, results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+        from espnet_peft.analysis.plots import layer_curves
+
+        section = results[self.name]
+        panels = [(f"{label}: branch output / input norm", dict(section[label]["branches"]))
+                  for label in ("A", "B") if label in section]
+        return {self.name: layer_curves(out_dir / "branches.png", "branch contribution per layer", panels)}

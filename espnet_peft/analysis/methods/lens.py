@@ -1,0 +1,62 @@
+"""The CTC logit lens (``analysis.logit_lens``): the CTC head on every layer, per-layer greedy CER and KL to the
+final layer. ESPnet models with a CTC head; the CER needs transcripts. Its own forward passes see the input as the
+model does (S2T: padding included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from espnet_peft.analysis.forward_pass import Forward
+from espnet_peft.analysis.logit_lens import logit_lens
+from espnet_peft.analysis.methods.base import Analysis, Run, WeightedMeans, per_model
+from espnet_peft.analysis.methods.registry import register
+from espnet_peft.analysis.sources import Batch, LoadedModel
+
+
+def ctc_reason(m: LoadedModel) -> Optional[str]:
+    """Why model ``m`` has no CTC head to read (None: it has one)."""
+    if not m.is_espnet:
+        return "HF models: the CTC lens / ablation work on ESPnet CTC models"
+    if getattr(m.model, "ctc", None) is None:
+        return "the model has no CTC head (ctc_weight 0)"
+    return None
+
+
+def ref_chars(refs: Sequence[str]) -> int:
+    # the CER denominator: reference characters, spaces excluded (see analysis/_cer.py)
+    return sum(len(r.replace(" ", "")) for r in refs)
+
+
+@register
+class LogitLens(Analysis):
+    name = "lens"
+    description = "CTC logit lens: per-layer greedy CER and KL to the final layer (ESPnet CTC models)"
+
+    def __init__(self) -> None:
+        self.means = WeightedMeans()
+
+    def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
+        return ctc_reason(model)
+
+    def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
+        with_cer = batch.refs is not None and ref_chars(batch.refs) > 0
+        lens = logit_lens(model.model, batch.speech, batch.lengths, blank=model.blank,
+                          decode=model.decode if with_cer else None, refs=batch.refs if with_cer else None)
+        self.means.add(f"{model.label}.kl", lens.kl, float(lens.lengths.sum()))
+        if lens.cer is not None:
+            self.means.add(f"{model.label}.cer", [100.0 * c for c in lens.cer], ref_chars(batch.refs))
+
+    def finish(self, run: Run) -> dict[str, Any]:
+        return {self.name: {label: {"layers": m.access.layers(), "kl": self.means.mean(f"{label}.kl"),
+                                    "cer": self.means.mean(f"{label}.cer") if f"{label}.cer" in self.means.sums
+                                    else None}
+                            for label, m in run.models.items()}}
+
+    def plot(self, results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+        from espnet_peft.analysis.plots import layer_curves
+
+        lens = results[self.name]
+        panels = [("greedy CTC CER (%)", per_model(lens, "cer")), ("KL(p_final || p_layer) (nats)", per_model(lens, "kl"))]
+        return {self.name: layer_curves(out_dir / "lens.png", "logit lens (CTC head on every layer)",
+                                        [(name, curves) for name, curves in panels if curves])}
