@@ -56,3 +56,14 @@ def espnet_ctc_prefix() -> str:
     from importlib.metadata import version
 
     return "text" if int(version("espnet")[:6]) >= 202611 else "prompt"
+
+
+def stock_ctc_cli_reads_mono_audio() -> bool:
+    """Whether ``python -m espnet2.bin.s2t_inference_ctc --beam_size 1`` decodes a plain (mono) ``wav.scp``.
+
+    ESPnet 202611's greedy CTC path rejects what its own loader hands it: "speech of size (56000, 1) is not one
+    utterance; use batch_decode for a batch" (seen on the recipe's 16 kHz mono audio); 202511's decodes it.
+    """
+    from importlib.metadata import version
+
+    return int(version("espnet")[:6]) < 202611

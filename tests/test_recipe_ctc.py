@@ -8,15 +8,18 @@ reported. The recipe's batched greedy CTC is checked against ESPnet's own ``s2t_
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from recipe_runs import copy_recipe, run_quick
+from recipe_runs import copy_recipe, recipe_env, run_quick
 
 from espnet_peft.bin import s2t_batch_inference, s2t_ctc_inference
+from espnet_peft.compat import stock_ctc_cli_reads_mono_audio
 from espnet_peft.utils.kaldi_data import read_table
 
 METHODS = ("lora", "full")
@@ -51,6 +54,8 @@ def test_every_stage_runs_with_an_owsm_ctc_model(finished: Path) -> None:
     assert not (finished / "exp" / "analysis").exists()  # stage 13 says it skips OWSM-CTC models
 
 
+@pytest.mark.xfail(not stock_ctc_cli_reads_mono_audio(), raises=ValueError, strict=True,
+                   reason="espnet 202611's s2t_inference_ctc rejects mono audio lists (upstream)")
 def test_recipe_ctc_decoding_equals_espnet_greedy_ctc(finished: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(finished)  # the config's paths are relative to the recipe dir, as in the recipe's own jobs
@@ -80,6 +85,13 @@ def test_recipe_ctc_decoding_equals_espnet_greedy_ctc(finished: Path, tmp_path: 
 def test_espnet_decoder_option_decodes_owsm_ctc_like_the_batched_one(finished: Path) -> None:
     decoded = finished / "exp" / "source" / "decode_zeroshot" / "source_test"
     batched = read_table(decoded / "text")
-    run_quick(finished, [*OPTIONS, "--stage", "6", "--stop_stage", "6", "--decoder", "espnet"])
+    command = ["./run.sh", "--quick", "--python", sys.executable, "--nj", "1", *OPTIONS, "--stage", "6",
+               "--stop_stage", "6", "--decoder", "espnet"]
+    result = subprocess.run(command, cwd=finished, env=recipe_env(), capture_output=True, text=True)
+    if not stock_ctc_cli_reads_mono_audio():  # refused before any job starts, with the way out
+        assert result.returncode != 0 and "--decoder batch_greedy" in result.stderr, result.stderr[-2000:]
+        assert read_table(decoded / "text") == batched
+        return
+    assert result.returncode == 0, result.stderr[-5000:]
     assert (decoded / "made_from.json").is_file()
     assert read_table(decoded / "text") == batched

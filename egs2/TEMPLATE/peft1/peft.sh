@@ -76,6 +76,12 @@ best_name=$(IFS=, read -r _ metric _ <<< "${best_criterion}"; echo "${metric}")
 best_checkpoint=valid.${best_name}.best.pth   # a single best checkpoint: averaging factor matrices is not averaging
                                               # the effective weights
 inference_args=${inference_args:-${default_inference_args}}
+if [ "${task}" = s2t_ctc ] && [ "${decoder}" = espnet ] && [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 6 ] &&
+   ! ${python} -c "from espnet_peft.compat import stock_ctc_cli_reads_mono_audio as ok; raise SystemExit(not ok())"; then
+  log "ERROR: --decoder espnet: this ESPnet's s2t_inference_ctc rejects mono audio lists (\"speech of size (n, 1) is" \
+      "not one utterance\", espnet 202611); decode with --decoder batch_greedy (the same greedy CTC, batched)"
+  exit 1
+fi
 inference_module=$([ "${task}" = s2t_ctc ] && echo s2t_ctc_inference || echo s2t_inference)
 
 # Decoding runs on one GPU per job when training has GPUs (batched greedy: --device cuda; ESPnet's own: --ngpu 1).
