@@ -27,7 +27,8 @@ RUN_OPTS_CTC=${RUN_OPTS_CTC:-'--task s2t_ctc --methods "lora full" --target_doma
 
 keep_cpu_results() {  # <recipe dir>: the CPU hypotheses aside, and their markers gone so that stages 6/8 decode again
   (cd "$1" && for text in exp/source/decode_zeroshot/*/text exp/*/decode/*/text; do
-     mkdir -p "cpu/$(dirname "${text}")" && cp "${text}" "cpu/${text}" && rm -f "$(dirname "${text}")/decode_info.json"
+     # the CPU's copy once: a second run of this script must not take the GPU's hypotheses for the CPU's
+     mkdir -p "cpu/$(dirname "${text}")" && cp -n "${text}" "cpu/${text}" && rm -f "$(dirname "${text}")/decode_info.json"
    done)
 }
 
@@ -40,7 +41,7 @@ for kind in s2t ctc; do
 done
 
 # stage 13 on the GPU: every analysis again (its made_from.json names the device, so the CPU result is not reused)
-(cd "${s2t}" && for f in exp/analysis/*/*/analysis.json; do mkdir -p "cpu/$(dirname "${f}")"; cp "${f}" "cpu/${f}"; done
+(cd "${s2t}" && for f in exp/analysis/*/*/analysis.json; do mkdir -p "cpu/$(dirname "${f}")"; cp -n "${f}" "cpu/${f}"; done
  eval ./run.sh --quick --python "${python}" --nj 1 "${RUN_OPTS_S2T}" --stage 13 --stop_stage 13 \
    --analysis_device "${device}") > "${out}/stage13_s2t.log" 2>&1 || { tail -40 "${out}/stage13_s2t.log"; exit 1; }
 
@@ -104,7 +105,7 @@ def compare_analyses(recipe):
         worst = max(shared, key=lambda k: abs(a[k] - b[k]) / max(1.0, abs(a[k])))
         result[str(gpu.relative_to(recipe))] = {
             "numbers_compared": len(shared), "device": json.loads(gpu.read_text()).get("device"),
-            "max_relative_difference": abs(a[worst] - b[worst]) / max(1.0, abs(a[worst])), "at": worst,
+            "max_difference_abs_below_1_rel_above": abs(a[worst] - b[worst]) / max(1.0, abs(a[worst])), "at": worst,
             "cpu": a[worst], "gpu": b[worst]}
     return result
 

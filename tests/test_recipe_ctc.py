@@ -41,7 +41,7 @@ def test_every_stage_runs_with_an_owsm_ctc_model(finished: Path) -> None:
     assert line.split(maxsplit=1)[1].startswith("<eng><asr> ")
     for method in METHODS:
         exp = finished / "exp" / f"child_{method}_s0"
-        assert (exp / "valid.cer_ctc.best.pth").is_file()  # no decoder accuracy: the lowest validation CTC error
+        assert (exp / "valid.loss.best.pth").is_file()  # no decoder accuracy: the lowest validation loss
         for test_set in ("child_test", "source_test"):
             decoded = exp / "decode" / test_set
             assert json.loads((decoded / "decode_info.json").read_text())["settings"]["search"] == "ctc_greedy"
@@ -64,7 +64,7 @@ def test_recipe_ctc_decoding_equals_espnet_greedy_ctc(finished: Path, tmp_path: 
     # but <blank>) it is a long path, with repeats to merge.
     tokens = (finished / "data" / "token_list" / "tokens.txt").read_text().split()
     special = [i for i, t in enumerate(tokens) if t.startswith("<") and t.endswith(">") and t != "<blank>"]
-    state = torch.load(exp / "valid.cer_ctc.best.pth", map_location="cpu")
+    state = torch.load(exp / "valid.loss.best.pth", map_location="cpu")
     state["ctc.ctc_lo.bias"][special] -= 100.0
     model_file = tmp_path / "no_blank.pth"
     torch.save(state, model_file)

@@ -26,7 +26,7 @@ from espnet_peft.analysis.forward_pass import Forward, Frames, shared_forward
 from espnet_peft.analysis.methods import DEFAULT_ANALYSES, REGISTRY, Run
 from espnet_peft.analysis.sources import Batch, LoadedModel, Utterance, load_audio
 
-FORMAT = 1
+FORMAT = 2  # 2: sections from the analysis registry; the drift skip is keyed cka.drift
 
 
 @dataclasses.dataclass

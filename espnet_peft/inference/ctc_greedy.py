@@ -7,7 +7,8 @@ the same choice for a whole batch at once. Every input is padded or trimmed to t
 (``preprocessor_conf.speech_length``), as ESPnet's inference does through the S2T-CTC preprocessor and as OWSM-CTC's
 model card does for short audio, so all rows have the same length and batching changes no frame.
 
-``tests/test_batch_decode.py`` checks the hypotheses against ``Speech2TextGreedySearch`` token for token.
+``tests/test_recipe_ctc.py`` checks the hypotheses against ``s2t_inference_ctc --beam_size 1`` token for token (on
+ESPnet 202511; 202611's CLI rejects mono audio lists).
 """
 
 from __future__ import annotations

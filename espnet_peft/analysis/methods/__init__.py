@@ -1,27 +1,24 @@
 """Every analysis of ``python -m espnet_peft.bin.analyze`` and recipe stage 13: one module each, one interface
 (``base.Analysis``), one registry (``registry.REGISTRY``), as the adapters are in ``espnet_peft.tuners``.
 
-Import order is the order of the sections in ``analysis.json`` and of ``--analyses all``.
+Every module of this package is imported here, so adding an analysis is adding a file. Import order (``ORDER``, then
+any other module by name) is the order of the sections in ``analysis.json`` and of ``--analyses all``.
 """
 
-from espnet_peft.analysis.methods import (  # noqa: F401  (each module registers its analyses)
-    cka,
-    cca,
-    neurons,
-    lens,
-    contribution,
-    branches,
-    ablation,
-    energy,
-    attention,
-)
+import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any, Mapping
+
+#: the shipped analyses' modules, in output order
+ORDER = ("cka", "cca", "neurons", "lens", "contribution", "branches", "ablation", "energy", "attention")
+for _module in (*ORDER, *sorted({m.name for m in pkgutil.iter_modules(__path__)} - {*ORDER, "base", "registry"})):
+    importlib.import_module(f"{__name__}.{_module}")  # each module registers its analyses
 
 from espnet_peft.analysis.methods.base import Analysis, Needs, Run
 from espnet_peft.analysis.methods.registry import REGISTRY, register
 
-#: every analysis, in output order
+#: every analysis of the package, in output order (``REGISTRY`` also holds any registered later)
 ANALYSES = tuple(REGISTRY)
 #: what a run does unless told otherwise: the recipe's stage 13 set (the others cost more forwards or memory)
 DEFAULT_ANALYSES = ("cka", "lens", "contribution", "branches", "energy")

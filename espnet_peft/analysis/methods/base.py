@@ -12,7 +12,8 @@ model runs once with hooks (``shared_forward``), and every analysis sees that pa
 * ``finish(run)``: its sections of ``analysis.json``;
 * ``plot(results, out_dir)``: its figures; ``summary_lines(results)``: its part of ``summary.md``.
 
-Adding an analysis is adding one module to ``espnet_peft/analysis/methods/`` with a registered subclass.
+Adding an analysis is adding one module to ``espnet_peft/analysis/methods/`` with a registered subclass: the package
+imports every module it holds.
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ class Analysis:
     def summary_lines(self, results: Mapping[str, Any]) -> list[str]:
         """Markdown lines for ``summary.md`` beyond the shared per-layer table."""
         return []
+
+
+def paired_layers(analysis: Analysis, run: Run) -> Optional[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Layer l of A with layer l of B (float64 frames) for a pairwise analysis; None, with the reason under
+    ``skipped``, when the models have different layer counts."""
+    a, b = (run.frames.matrices(label) for label in run.models)
+    if len(a) != len(b):
+        run.skipped.setdefault(analysis.name, {})["AB"] = f"the models have {len(a)} and {len(b)} layers"
+        return None
+    return [(x.double(), y.double()) for x, y in zip(a, b)]
 
 
 def per_model(section: Mapping[str, Any], key: str) -> dict[str, Sequence[Optional[float]]]:

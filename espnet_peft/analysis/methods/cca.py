@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 from tqdm import tqdm
 
 from espnet_peft.analysis.cca import CCASimilarity, pwcca, svcca
-from espnet_peft.analysis.methods.base import Analysis, Needs, Run
+from espnet_peft.analysis.methods.base import Analysis, Needs, Run, paired_layers
 from espnet_peft.analysis.methods.registry import register
 
 
@@ -25,17 +25,16 @@ class SVCCA(Analysis):
     index: ClassVar[Callable[..., CCASimilarity]] = staticmethod(svcca)
 
     def finish(self, run: Run) -> dict[str, Any]:
-        a, b = (run.frames.matrices(label) for label in run.models)
-        if len(a) != len(b):
-            run.skipped[self.name] = {"AB": f"the models have {len(a)} and {len(b)} layers"}
+        layers = paired_layers(self, run)
+        if layers is None:
             return {}
         values: list[Optional[float]] = []
         dims = []
-        for x, y in tqdm(list(zip(a, b)), desc=self.name, disable=not run.progress, leave=False):
-            result = self.index(x.double(), y.double())
+        for x, y in tqdm(layers, desc=self.name, disable=not run.progress, leave=False):
+            result = self.index(x, y)
             values.append(result.value)
             dims.append([result.dims_x, result.dims_y])
-        return {self.name: {"frames": int(a[0].shape[0]), "similarity": values, "dims": dims}}
+        return {self.name: {"frames": int(layers[0][0].shape[0]), "similarity": values, "dims": dims}}
 
     def plot(self, results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
         from espnet_peft.analysis.plots import layer_curves

@@ -91,6 +91,13 @@ class MinibatchedCKA(LinearCKA):
     method = "debiased minibatch"
     minibatch: ClassVar[int] = 500  # rows per minibatch: the estimator needs hundreds for a stable estimate
 
+    def finish(self, run: Run) -> dict[str, Any]:
+        frames = run.frames.matrices(next(iter(run.models)))[0].shape[0]
+        if frames < 4:  # the debiased HSIC of a minibatch needs 4 rows
+            run.skipped[self.name] = {label: f"{frames} frames; a minibatch needs at least 4" for label in run.models}
+            return {}
+        return super().finish(run)
+
     def matrix(self, run: Run, a: list[torch.Tensor], b: list[torch.Tensor] | None) -> torch.Tensor:
         # minibatches drawn at random over all frames (not runs of one utterance), the same draw for A and B
         order = torch.randperm(a[0].shape[0], generator=torch.Generator().manual_seed(0))

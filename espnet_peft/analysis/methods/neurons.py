@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
-from espnet_peft.analysis.methods.base import Analysis, Needs, Run
+from espnet_peft.analysis.methods.base import Analysis, Needs, Run, paired_layers
 from espnet_peft.analysis.methods.registry import register
 from espnet_peft.analysis.neurons import linreg, maxcorr
 
@@ -28,18 +28,16 @@ class NeuronSimilarity(Analysis):
     pairwise = True
 
     def finish(self, run: Run) -> dict[str, Any]:
-        a, b = (run.frames.matrices(label) for label in run.models)
-        if len(a) != len(b):
-            run.skipped[self.name] = {"AB": f"the models have {len(a)} and {len(b)} layers"}
+        layers = paired_layers(self, run)
+        if layers is None:
             return {}
         curves: dict[str, list[float]] = {key: [] for key in CURVES}
-        for x, y in tqdm(list(zip(a, b)), desc=self.name, disable=not run.progress, leave=False):
-            x, y = x.double(), y.double()
+        for x, y in tqdm(layers, desc=self.name, disable=not run.progress, leave=False):
             curves["maxcorr_A_in_B"].append(maxcorr(x, y, progress=False).mean)
             curves["maxcorr_B_in_A"].append(maxcorr(y, x, progress=False).mean)
             curves["linreg_B_from_A"].append(linreg(x, y, progress=False).mean)
             curves["linreg_A_from_B"].append(linreg(y, x, progress=False).mean)
-        return {self.name: {"frames": int(a[0].shape[0]), **curves}}
+        return {self.name: {"frames": int(layers[0][0].shape[0]), **curves}}
 
     def plot(self, results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
         from espnet_peft.analysis.plots import layer_curves
