@@ -246,3 +246,31 @@ def test_an_analysis_registered_from_outside_runs_from_the_cli(setup: dict[str, 
         assert len(norms) == 2 and all(v > 0 for v in norms)
     finally:
         del REGISTRY["mean_norm"]
+
+
+def test_many_models_cka_is_symmetric_with_a_unit_diagonal_and_a_model_against_itself_is_one(
+        setup: dict[str, Path]) -> None:
+    out = setup["root"] / "out_models"
+    analyze(["--models", f"source={setup['a']}", f"again={setup['a'] / 'model.pth'}", f"lora={setup['b']}",
+             "--data", str(setup["data"]), "--out", str(out), "--no_progress"])
+    result = json.loads((out / "models.json").read_text())
+    assert result["labels"] == ["source", "again", "lora"]
+    for matrix in [*result["per_layer"], *result["groups"].values(), result["mean"]]:
+        m = np.array(matrix)
+        assert np.allclose(m, m.T, atol=1e-12) and np.allclose(np.diag(m), 1.0, atol=1e-9)
+    assert all(np.isclose(layer[0][1], 1.0, atol=1e-9) for layer in result["per_layer"])  # the same model twice
+    assert result["per_layer"][-1][0][2] < 0.999  # the adapted one has moved
+    points = np.array(result["mds"])
+    assert np.linalg.norm(points[0] - points[1]) < 1e-4 < np.linalg.norm(points[0] - points[2])
+    summary = (out / "summary.md").read_text()
+    assert "Closest to **source** first: again (1.0000), lora" in summary
+    for name in ("models_cka_group0.png", "models_cka_group1.png", "models_map.png"):
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_many_models_need_labels_and_the_same_layer_count(setup: dict[str, Path]) -> None:
+    with pytest.raises(SystemExit, match="LABEL=MODEL"):
+        analyze(["--models", str(setup["a"]), "--data", str(setup["data"]), "--out", str(setup["root"] / "x")])
+    with pytest.raises(SystemExit, match="different layer counts"):
+        analyze(["--models", f"a={setup['a']}", f"c={setup['c']}", "--data", str(setup["data"]),
+                 "--out", str(setup["root"] / "y"), "--no_progress"])

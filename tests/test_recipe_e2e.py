@@ -121,9 +121,13 @@ def test_analysis_stage_writes_drift_maps_into_the_report(finished: Path) -> Non
                 assert (out / f"{figure}.png").stat().st_size > 1000, (out, figure)
             assert (out / "summary.md").is_file()
         assert (finished / "exp" / "report" / f"analysis_drift_{domain}.png").stat().st_size > 1000
+        # every method against every other and the source, per domain (the sweep point is a row of its own)
+        models = json.loads((finished / "exp" / "analysis" / domain / "models" / "models.json").read_text())
+        assert models["labels"][0] == "source" and set(models["labels"][1:]) >= {f"{m}_s0" for m in METHODS}
+        assert (finished / "exp" / "analysis" / domain / "models" / "models_map.png").stat().st_size > 1000
     text = (finished / "RESULTS.md").read_text()
     assert "## Analysis" in text and "(exp/report/analysis_drift_child.png)" in text
-    assert "exp/analysis/child/lora_s0/summary.md" in text
+    assert "exp/analysis/child/lora_s0/summary.md" in text and "exp/analysis/child/models/summary.md" in text
 
 
 def snapshot(recipe_dir: Path) -> dict:

@@ -39,8 +39,9 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def heatmap(matrix: Sequence[Sequence[Optional[float]]], path: Path, title: str, ylabel: str, xlabel: str,
-            vmin: float = 0.0, vmax: float = 1.0) -> Path:
-    """Layer x layer matrix (rows: ``ylabel`` layers, columns: ``xlabel`` layers), values annotated when small."""
+            vmin: float = 0.0, vmax: float = 1.0, ticklabels: Optional[Sequence[str]] = None) -> Path:
+    """Layer x layer matrix (rows: ``ylabel`` layers, columns: ``xlabel`` layers), values annotated when small;
+    ``ticklabels`` names rows and columns (a square matrix of named items, e.g. models) instead of numbering them."""
     import numpy as np
 
     plt = pyplot()
@@ -57,6 +58,9 @@ def heatmap(matrix: Sequence[Sequence[Optional[float]]], path: Path, title: str,
                             color="white" if data[i, j] < (vmin + vmax) / 2 else "black")
     ax.set_xticks(range(cols))
     ax.set_yticks(range(rows))
+    if ticklabels is not None:
+        ax.set_xticklabels(ticklabels, rotation=45, ha="right", fontsize=8)
+        ax.set_yticklabels(ticklabels, fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -124,3 +128,18 @@ def plot_energy(energy: Mapping[str, Mapping[str, Any]], path: Path, title: str)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_map(points: Sequence[Sequence[float]], labels: Sequence[str], path: Path, title: str) -> Path:
+    """Named points on a plane (an MDS map of models): the closer two points, the more alike the models."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for (x, y), label in zip(points, labels):
+        ax.scatter([x], [y], s=30)
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("MDS 1")
+    ax.set_ylabel("MDS 2")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)
+

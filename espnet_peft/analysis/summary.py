@@ -201,4 +201,9 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
             lines += [f"![drift per method, {domain}]({_link(figure, links_from)})", ""]
         lines += _table(["method", "forgetting ΔWER src", "mean CKA", "lowest CKA", "last-layer CKA",
                          "lens CER (last layer, %)", "energy k90 act / grad", "details"], rows)
+        models = Path(analysis_root) / domain / "models"
+        if (models / "summary.md").is_file():  # stage 13's many-model comparison of the domain
+            lines += ["", f"Every method against every other, layer by layer: [summary]"
+                          f"({_link(models / 'summary.md', links_from)}), "
+                          f"[map of the methods]({_link(models / 'models_map.png', links_from)})."]
     return lines

@@ -5,11 +5,16 @@
     python -m espnet_peft.bin.analyze --model_a_config conf.yaml --model_a_file model.pth --data wavs.txt --out out
     python -m espnet_peft.bin.analyze --hf_model_a whisper-dir --hf_model_b whisper-ft --data data/test --out out \\
         --analyses cka,attention
+    python -m espnet_peft.bin.analyze --models source=exp/source lora=exp/child_lora_s0 full=exp/child_full_s0 \\
+        --data dump/raw/source_test --out exp/analysis/child/models
 
 A model is an ESPnet experiment dir (config.yaml + valid.acc.best.pth / valid.loss.best.pth / model.pth /
 latest.pth), a config + checkpoint pair, or a Hugging Face dir (config.json: Whisper, Wav2Vec2, HuBERT). The data is
 a Kaldi data dir (wav.scp, and text.ctc or text for the scored analyses) or a file with one wav path (or "key path")
 per line. Writes OUT/analysis.json (last: its presence marks a finished run), OUT/*.png and OUT/summary.md.
+With --models (LABEL=MODEL, the first one the reference, e.g. the source model): linear CKA between every pair of
+models layer by layer, a heatmap per layer group and an MDS map of the models (espnet_peft.analysis.many_models),
+in OUT/models.json (last), OUT/models_*.png and OUT/summary.md.
 
 Analyses (--analyses, comma-separated or "all"; default cka,lens,contribution,branches,energy): every analysis of
 the registry in espnet_peft/analysis/methods/, listed with what it does by --help.
@@ -45,6 +50,9 @@ def get_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arguments(parser, "A")
     _model_arguments(parser, "B")
+    parser.add_argument("--models", nargs="+", metavar="LABEL=MODEL",
+                        help="compare these models with each other (instead of --model_a / --model_b); MODEL as "
+                             "--model_a takes it")
     parser.add_argument("--task", default="auto", choices=["auto", "asr", "s2t"],
                         help="ESPnet task of the models (auto: s2t when the config uses the s2t preprocessor)")
     parser.add_argument("--data", required=True, help="Kaldi data dir (wav.scp + text) or a wav list file")
@@ -72,6 +80,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         resolve_model,
     )
 
+    if args.models:
+        return compare(args)
     analyses = tuple(REGISTRY) if args.analyses.strip() == "all" else tuple(a.strip() for a in args.analyses.split(","))
     try:
         settings = Settings(analyses=analyses, batch_size=args.batch_size, max_frames=args.max_frames,
@@ -99,6 +109,33 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                                                                  summary_lines(results)))
     atomic_write_text(args.out / ANALYSIS_JSON, json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(f"analysis written to {args.out} ({ANALYSIS_JSON}, summary.md, {len(figures)} figures)")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """``--models``: every pair of models, layer by layer (``espnet_peft.analysis.many_models``)."""
+    from espnet_peft.analysis.many_models import MANY_MODELS_JSON, compare_models, render
+    from espnet_peft.analysis.sources import AnalysisInputError, load_model, read_utterances, resolve_model
+
+    if any((args.model_a, args.model_a_config, args.model_a_file, args.hf_model_a, args.model_b)):
+        raise SystemExit("analyze: give either --models or --model_a [--model_b], not both")
+    pairs = [entry.partition("=") for entry in args.models]
+    bad = [entry for entry, (label, eq, path) in zip(args.models, pairs) if not (label and eq and path)]
+    if bad:
+        raise SystemExit(f"analyze: --models takes LABEL=MODEL entries, e.g. lora=exp/child_lora_s0: got {bad}")
+    try:
+        sources = [(label, resolve_model(label, path, task=args.task)) for label, _, path in pairs]
+        skipped: dict = {}
+        utts = read_utterances(args.data, args.max_utts, skipped)
+        models = [load_model(label, source, args.device) for label, source in sources]
+        result = compare_models(models, utts, args.max_frames, args.batch_size, not args.no_progress)
+    except (AnalysisInputError, ValueError) as error:
+        raise SystemExit(f"analyze: {error}") from None
+    result["models"] = {m.label: m.describe() for m in models}
+    result["data"] = {"source": str(args.data), "utterances": len(utts)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "summary.md", render(result, args.out))
+    atomic_write_text(args.out / MANY_MODELS_JSON, json.dumps(result, indent=1) + "\n")
+    print(f"comparison of {len(models)} models written to {args.out} ({MANY_MODELS_JSON}, summary.md)")
 
 
 if __name__ == "__main__":

@@ -480,6 +480,23 @@ elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
          "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
          "--device ${analysis_device} --out ${out}" >> exp/analysis/logdir/args.txt
   done 3<<< "${experiment_list}"
+  # per domain, every first-seed model against every other and the source (analyze --models), in the same job
+  for domain in ${target_domains}; do
+    out="exp/analysis/${domain}/models"
+    entries="source=${source_dir}/model.pth"
+    made_from="--out ${out} --input source=${source_dir}/model.pth --input wav_scp=dump/raw/${first_source_test}/wav.scp"
+    made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
+    while read -r -u 3 d _ seed name _; do
+      [ "${d}" = "${domain}" ] && [ "${seed}" = "${first_seed}" ] || continue
+      entries+=" ${name#"${domain}_"}=exp/${name}/${best_checkpoint}"
+      made_from+=" --input ${name}=exp/${name}/${best_checkpoint}"
+    done 3<<< "${experiment_list}"
+    # shellcheck disable=SC2086
+    if ${python} -m espnet_peft.bin.made_from check ${made_from}; then log "skip ${out}: done"; continue; fi
+    todo+=("${made_from}")
+    echo "--models ${entries} --data dump/raw/${first_source_test} --max_utts ${analysis_max_utts}" \
+         "--device ${analysis_device} --out ${out}" >> exp/analysis/logdir/args.txt
+  done
   if [ -s exp/analysis/logdir/args.txt ]; then
     # one process for every model: ESPnet's S2T import alone costs 10-16 s
     ${decode_cmd} --gpu "${analysis_gpus}" exp/analysis/logdir/analyze.log \
