@@ -292,9 +292,10 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "Stage 4: skip, ${token_dir} exists"
   else
     log "Stage 4: train an OWSM-style BPE (${bpe_vocab_size} pieces + special tokens) on ${source_train_set}"
+    languages=(--lang "${lang_token}")
+    if [ "${task}" = s2t_ctc ]; then languages+=(--lang "<nolang>"); fi  # OWSM-CTC's preprocessor looks it up
     ${python} -m espnet_peft.bin.train_owsm_bpe --text "dump/raw/${source_train_set}/text.ctc" --out "${token_dir}" \
-      --vocab_size "${bpe_vocab_size}" --speech_length "${speech_length}" --lang "${lang_token}" --task "${task_token}" \
-      $([ "${task}" = s2t_ctc ] && echo "--lang <nolang>")   # OWSM-CTC's preprocessor looks up <nolang>
+      --vocab_size "${bpe_vocab_size}" --speech_length "${speech_length}" "${languages[@]}" --task "${task_token}"
   fi
 fi
 
@@ -487,7 +488,7 @@ elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     made_from="--out ${out} --input source=${source_dir}/model.pth --input wav_scp=dump/raw/${first_source_test}/wav.scp"
     made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
     while read -r -u 3 d _ seed name _; do
-      [ "${d}" = "${domain}" ] && [ "${seed}" = "${first_seed}" ] || continue
+      if [ "${d}" != "${domain}" ] || [ "${seed}" != "${first_seed}" ]; then continue; fi
       entries+=" ${name#"${domain}_"}=exp/${name}/${best_checkpoint}"
       made_from+=" --input ${name}=exp/${name}/${best_checkpoint}"
     done 3<<< "${experiment_list}"
