@@ -17,7 +17,7 @@ from typing import Optional
 
 import pytest
 
-from recipe_runs import REPO, copy_recipe, recipe_env, run_quick
+from recipe_runs import copy_recipe, recipe_env, run_quick
 from slurm_cluster import SlurmCluster
 
 METHODS = ("lora", "ssvd_o", "full")

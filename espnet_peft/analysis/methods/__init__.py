@@ -18,8 +18,6 @@ for _module in (*ORDER, *sorted({m.name for m in pkgutil.iter_modules(__path__)}
 from espnet_peft.analysis.methods.base import Analysis, Needs, Run
 from espnet_peft.analysis.methods.registry import REGISTRY, register
 
-#: every analysis of the package, in output order (``REGISTRY`` also holds any registered later)
-ANALYSES = tuple(REGISTRY)
 #: what a run does unless told otherwise: the recipe's stage 13 set (the others cost more forwards or memory)
 DEFAULT_ANALYSES = ("cka", "lens", "contribution", "branches", "energy")
 
@@ -43,5 +41,5 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["ANALYSES", "DEFAULT_ANALYSES", "REGISTRY", "Analysis", "Needs", "Run", "register", "summary_lines",
+__all__ = ["DEFAULT_ANALYSES", "REGISTRY", "Analysis", "Needs", "Run", "register", "summary_lines",
            "write_plots"]

@@ -48,16 +48,15 @@ class LinearCKA(Analysis):
         from espnet_peft.analysis.plots import heatmap, plot_drift
 
         section, kind, written = results[self.name], f"{self.method} CKA", {}
-        # the linear one keeps the figure names that the recipe report links to
-        prefix = "cka" if self.name == "cka" else self.name
         for label, matrix in section["intra"].items():
-            written[f"{prefix}_{label}"] = heatmap(matrix, out_dir / f"{prefix}_{label}.png",
+            written[f"{self.name}_{label}"] = heatmap(matrix, out_dir / f"{self.name}_{label}.png",
                                                    f"{kind} within model {label}", f"{label} layer", f"{label} layer")
         if section.get("inter") is not None:
-            written[f"{prefix}_AB"] = heatmap(section["inter"], out_dir / f"{prefix}_AB.png",
+            written[f"{self.name}_AB"] = heatmap(section["inter"], out_dir / f"{self.name}_AB.png",
                                               f"{kind}, model A x model B", "A layer", "B layer")
         if section.get("drift") is not None:
-            name = "drift" if self.name == "cka" else f"{prefix}_drift"
+            # the linear one keeps the figure name that the recipe report links to
+            name = "drift" if self.name == "cka" else f"{self.name}_drift"
             written[name] = plot_drift({"B vs A": section["drift"]}, out_dir / f"{name}.png",
                                        f"drift: {kind} of each layer, A (pretrained) vs B (adapted)")
         return written
