@@ -54,7 +54,7 @@ setup(
         "jiwer==4.0.0",  # scoring cross-checks sclite against it
     ],
     extras_require={
-        "hf": ["transformers"],  # Hugging Face models (Whisper, Wav2Vec2, HuBERT) in the analysis
+        "hf": ["transformers", "peft"],  # Hugging Face models (Whisper, Wav2Vec2, HuBERT) and HF peft adapters in the analysis
         "test": ["pytest", "peft==0.21.2", "transformers"],
     },
     # A wheel carries the hook (build_py). Editable installs on setuptools >= 77 go through PEP 660 and run no custom

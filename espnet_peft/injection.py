@@ -12,6 +12,7 @@ The ``adapter_conf`` a user writes in YAML is the injection spec::
       frozen_norms: eval              # eval (default): frozen BatchNorm keeps its running stats; train: stock
       budget: 4000                    # ... plus the method's own fields (see each method's config docstring)
       outer_share: 0.5
+      dynamics_probe: {every_n_steps: 50}    # optional: record A/B training dynamics (espnet_peft.train.dynamics_probe)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from espnet_peft.budget import budget_derived_fields, plan_budget
+from espnet_peft.dynamics_probe_config import DynamicsProbeConfig
 from espnet_peft.trainable_extras import EXTRAS_ATTRIBUTE, check_extras_options, extra_parameter_names
 from espnet_peft.targets import OUTPUT_HEADS, TargetSpec, find_targets, is_output_head, name_matches  # noqa: F401 (re-exported)
 from espnet_peft.tuners import METHODS, AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
@@ -43,6 +45,7 @@ class InjectionSpec:
     frozen_norms: str = "eval"
     modules_to_save: Optional[TargetSpec] = None  # trained in full besides the adapters (espnet_peft.trainable_extras)
     bias: str = "none"  # none | all | adapter_only
+    dynamics_probe: Optional[Dict[str, Any]] = None  # the training-dynamics probe's settings (DynamicsProbeConfig)
     method_fields: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -55,6 +58,8 @@ class InjectionSpec:
         if spec.total_budget is None:  # validate early; with a total budget the plan supplies rank / k per layer
             get_layer_class(spec.method).config_class.from_dict(spec.method_fields)
         check_extras_options(spec.modules_to_save, spec.bias)
+        if spec.dynamics_probe is not None:
+            DynamicsProbeConfig.from_conf(spec.dynamics_probe)
         if spec.frozen_norms not in ("eval", "train"):
             raise AdapterConfigError(f"frozen_norms must be 'eval' or 'train', got {spec.frozen_norms!r}")
         if spec.total_budget is not None and spec.overrides:
@@ -77,6 +82,8 @@ class InjectionSpec:
 
     def to_conf(self) -> Dict[str, Any]:
         conf = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "method_fields"}
+        if self.dynamics_probe is None:  # a training-time setting: configs and packages without it stay as they were
+            del conf["dynamics_probe"]
         conf.update(self.method_fields)
         return conf
 

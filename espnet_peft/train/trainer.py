@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from espnet2.train.trainer import Trainer, TrainerOptions
@@ -16,7 +16,8 @@ from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet_peft import fault_points
 from espnet_peft.atomic import atomic_torch_saves, atomic_write_text
-from espnet_peft.injection import adapter_layers, initialise_adapters
+from espnet_peft.dynamics_probe_config import DynamicsProbeConfig
+from espnet_peft.injection import SPEC_ATTRIBUTE, adapter_layers, initialise_adapters
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.train.checkpoint import (
     check_base,
@@ -26,6 +27,7 @@ from espnet_peft.train.checkpoint import (
     read_checkpoint,
     write_base_record,
 )
+from espnet_peft.train.dynamics_probe import DynamicsProbe
 
 
 def uses_plugin(options) -> bool:
@@ -60,9 +62,20 @@ class PeftTrainer(Trainer):
         if os.environ.get(fault_points.ENV, "").startswith("train_forward:"):
             model.register_forward_pre_hook(lambda module, _: fault_points.reach("train_forward") if module.training
                                             else None)
+        probe = attach_dynamics_probe(model, optimizers, Path(trainer_options.output_dir)) if writer else None
         with atomic_torch_saves():  # a kill while checkpoint.pth is written leaves the previous one intact
             super().run(model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
                         plot_attention_iter_factory, trainer_options, distributed_option)
+        if probe is not None:
+            probe.finish()
+
+
+def attach_dynamics_probe(model: torch.nn.Module, optimizers, output_dir: Path) -> Optional[DynamicsProbe]:
+    """The training-dynamics probe when ``adapter_conf`` asks for one (``dynamics_probe``), else None: nothing runs."""
+    settings = (getattr(model, SPEC_ATTRIBUTE, None) or {}).get("dynamics_probe")
+    if settings is None:
+        return None
+    return DynamicsProbe(model, DynamicsProbeConfig.from_conf(settings), output_dir, optimizers).attach()
 
 
 def write_parameter_counts(model: torch.nn.Module, output_dir: Path) -> None:

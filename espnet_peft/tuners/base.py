@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional, Type
+from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional, Tuple, Type
 
 import torch
 from torch import nn
@@ -142,6 +142,12 @@ class AdapterLayer(nn.Module, ABC):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.merged_weight(), self.bias)
+
+    def side_maps(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The update's two sides, for the training-dynamics probe (``espnet_peft.analysis.dynamics``): the input-side
+        map ``[r, d_in]`` (LoRA's ``A``; SSVD's rotated right singular directions ``R_i V_k^T``) and the output-side map
+        ``[d_out, r]`` (LoRA's ``s B``; SSVD's rotated left singular directions ``U_k R_o``), detached."""
+        raise NotImplementedError(f"{type(self).__name__} does not define its input and output sides")
 
     @contextlib.contextmanager
     def bottleneck_probe(self) -> Iterator[None]:

@@ -229,6 +229,18 @@ class SubspaceRotationLayer(AdapterLayer):
     def delta_weight(self) -> torch.Tensor:
         return low_rank_update(self.svd_u, self.core(), self.svd_vh)
 
+    @torch.no_grad()
+    def side_maps(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(I + E_i) V_k^T`` and ``U_k (I + E_o)``: where the inner and outer generators have turned the frozen
+        singular directions (``delta`` scales between them and is not part of either side)."""
+        dtype = torch.promote_types(self.svd_s.dtype, torch.float32)
+        eye = torch.eye(self.k, dtype=dtype, device=self.svd_s.device)
+        inner = self._block_offset(self.inner_generator, self.k_inner, dtype)
+        outer = self._block_offset(self.outer_generator, self.k_outer, dtype)
+        rotate_in = eye if inner is None else eye + inner
+        rotate_out = eye if outer is None else eye + outer
+        return rotate_in @ self.svd_vh.to(dtype), self.svd_u.to(dtype) @ rotate_out
+
     def _lowrank_forward(self, x: torch.Tensor, core: torch.Tensor) -> torch.Tensor:
         update = F.linear(self.bottleneck(F.linear(F.linear(x, self.svd_vh), core)), self.svd_u)
         return F.linear(x, self.weight, self.bias) + update

@@ -51,6 +51,9 @@ class LoraLayer(AdapterLayer):
     def merged_weight(self) -> torch.Tensor:
         return self.weight + self.scaling * self.low_rank_product()
 
+    def side_maps(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lora_A.detach(), self.scaling * self.lora_B.detach()
+
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         """``s * B A drop(x)`` without the frozen path."""
         return self.scaling * F.linear(self.bottleneck(F.linear(self.dropout(x), self.lora_A)), self.lora_B)
