@@ -4,7 +4,8 @@
 What is timed: ``python -m espnet_peft.bin.analyze`` in a fresh interpreter (imports and model loading included),
 source model A vs adapted model B on the source-domain test set, with
 
-* ``stage13``: the analyses stage 13 runs (``cka,lens,contribution,branches,energy``), and
+* ``stage13``: the analyses stage 13 runs (``STAGE13``: the encoder analyses cka, lens, contribution, branches,
+  energy and the decoder analyses), and
 * ``all``: every analysis (adds single + cumulative layer ablation and attention-map similarity).
 
 Models: the default recipe's (``egs2/synthetic/peft1``: ``exp/source`` and ``exp/<domain>_<method>``, on
@@ -41,7 +42,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "synthetic" / "peft1"
 RESULTS = Path(__file__).resolve().parent / "results" / "analysis_runtime_cpu.json"
-STAGE13 = "cka,lens,contribution,branches,energy"
+STAGE13 = "cka,lens,contribution,branches,energy,decoder_drift,decoder_contribution,decoder_branches"
 FS = 16000
 TARGET_S = 300.0
 

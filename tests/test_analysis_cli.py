@@ -80,6 +80,11 @@ def test_every_analysis_writes_json_figures_and_summary(setup: dict[str, Path]) 
         assert set(results["branches"][label]["branches"]) >= {"merge", "attn", "cgmlp"}
         assert set(results["ablation"][label]) == {"single", "cumulative"}
     assert len(cka["drift"]) == 2 and all(0.0 <= v <= 1.0 + 1e-9 for v in cka["drift"])
+    # the decoder (1 block), teacher-forced on the prompted text: B's LoRA targets adapt its linears too
+    assert len(results["decoder_drift"]["drift"]) == 1 and results["decoder_drift"]["drift"][0] < 0.999
+    for label in ("A", "B"):
+        assert len(results["decoder_contribution"][label]["update_ratio"]) == 1
+        assert list(results["decoder_branches"][label]["branches"]) == ["self_attn", "src_attn", "feed_forward"]
     assert "A" not in results["energy"] and results["skipped"]["energy"]["A"]  # no adapters in A
     assert results["energy_loss"]["B"] == "training loss"  # prompted text + text.prev + text.ctc in the data
     energy = next(iter(results["energy"]["B"].values()))
@@ -89,19 +94,21 @@ def test_every_analysis_writes_json_figures_and_summary(setup: dict[str, Path]) 
     assert all(row["untrained_grad_k90"] == 0 for row in fresh.values())  # LoRA's B = 0 where training starts
     for name in ("cka_A", "cka_B", "cka_AB", "drift", "lens", "contribution", "branches", "ablation", "energy_B",
                  "attention_A", "attention_AB", "cka_rbf_AB", "cka_debiased_drift", "cka_minibatch_drift", "svcca",
-                 "pwcca", "neurons"):
+                 "pwcca", "neurons", "decoder_drift", "decoder_contribution", "decoder_branches"):
         assert (out / f"{name}.png").stat().st_size > 1000, name
     summary = (out / "summary.md").read_text()
-    assert "Drift" in summary and "![drift](drift.png)" in summary
+    assert "Drift" in summary and "![drift](drift.png)" in summary and "- decoder drift" in summary
 
 
 def test_a_model_against_itself_has_no_drift(setup: dict[str, Path]) -> None:
     out = setup["root"] / "out_aa"
     analyze(["--model_a_config", str(setup["a"] / "config.yaml"), "--model_a_file", str(setup["a"] / "model.pth"),
-             "--model_b", str(setup["a"] / "model.pth"), "--data", str(setup["data"]), "--analyses", "cka",
-             "--out", str(out), "--no_progress"])
-    cka = json.loads((out / "analysis.json").read_text())["cka"]
+             "--model_b", str(setup["a"] / "model.pth"), "--data", str(setup["data"]), "--analyses",
+             "cka,decoder_drift", "--out", str(out), "--no_progress"])
+    results = json.loads((out / "analysis.json").read_text())
+    cka = results["cka"]
     assert cka["drift"] == pytest.approx([1.0, 1.0], abs=1e-9)
+    assert results["decoder_drift"]["drift"] == pytest.approx([1.0], abs=1e-9)
     assert np.allclose(cka["inter"], cka["intra"]["A"], atol=1e-9)
 
 

@@ -19,7 +19,9 @@ Inside-the-model family (which layers and branches did an adapter change, and di
   classification head of ``WhisperForAudioClassification`` on every layer (per-layer KL and accuracy);
 * ``espnet_peft.analysis.layer_contribution``: each block's update relative to its input (size and direction);
 * ``espnet_peft.analysis.branch_contribution``: the same split into the block's branches (FFNs, attention,
-  convolution / cgMLP, E-Branchformer's merge);
+  convolution / cgMLP, E-Branchformer's merge; a decoder block's self-attention, source attention and FFN);
+* ``espnet_peft.analysis.decoder_pass``: the attention decoder of an ESPnet ASR / S2T model, teacher-forced on an
+  encoder output, as a ``ModelAccess`` over its blocks;
 * ``espnet_peft.analysis.ablation``: residual erasure of single blocks or blocks ``0..l``, scored by CTC loss and CER;
 * ``espnet_peft.analysis.adapter_energy``: SVD energy and ``k90`` of every adapter's bottleneck activations and of
   their gradients (trained vs freshly initialised adapters).

@@ -18,6 +18,9 @@ DoRA's ``B`` is zero, so the gradient at their bottleneck is exactly zero (``gra
 core is zero, so their bottleneck activation is exactly zero (``act_k90`` is 0; the gradient is not); see
 ``EnergyStats``. Perturb or briefly train the untrained adapters when the zero side matters.
 
+Hugging Face ``peft`` LoRA layers have no such probe: their bottleneck is the output of ``lora_A``
+(``hf_peft.lora_bottlenecks``), passed to ``adapter_energy`` as ``bottlenecks``.
+
 Gradients are taken with ``torch.autograd.grad`` with respect to the probed activations only, so no parameter's
 ``.grad`` is created or changed. Every token the layer sees counts, padding included: batches without padding
 (batch size 1, or equal lengths) give exact statistics; padded frames carry zero gradient but non-zero activations.
@@ -27,8 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ContextManager
 
 import torch
 from torch import nn
@@ -93,8 +96,22 @@ class _GramAccumulator:
         return EnergyStats(self.act.shape[0], self.rows, act, k_at(act), grad, k_at(grad))
 
 
+@dataclasses.dataclass(frozen=True)
+class Bottleneck:
+    """Where an adapter layer forms its low-dimensional intermediate: the module whose output it is, and a context
+    manager factory under which every forward of the layer forms it (a compute path that skips it is forced off)."""
+
+    module: nn.Module
+    forced: Callable[[], ContextManager[None]] = contextlib.nullcontext
+
+
+def adapter_bottlenecks(model: nn.Module) -> dict[str, Bottleneck]:
+    """The ``bottleneck`` probe of every espnet_peft adapter layer of ``model``, keyed by the layer's module name."""
+    return {name: Bottleneck(layer.bottleneck, layer.bottleneck_probe) for name, layer in adapter_layers(model).items()}
+
+
 @contextlib.contextmanager
-def _probe(layers: dict[str, nn.Module], outputs: dict[str, list[torch.Tensor]]) -> Iterator[None]:
+def _probe(layers: Mapping[str, Bottleneck], outputs: dict[str, list[torch.Tensor]]) -> Iterator[None]:
     """Record every bottleneck output (made differentiable when nothing before it was) while forcing probe paths."""
 
     def make_hook(name: str) -> Callable:
@@ -109,9 +126,9 @@ def _probe(layers: dict[str, nn.Module], outputs: dict[str, list[torch.Tensor]])
         return hook
 
     with contextlib.ExitStack() as stack:
-        for name, layer in layers.items():
-            stack.enter_context(layer.bottleneck_probe())
-            handle = layer.bottleneck.register_forward_hook(make_hook(name))
+        for name, bottleneck in layers.items():
+            stack.enter_context(bottleneck.forced())
+            handle = bottleneck.module.register_forward_hook(make_hook(name))
             stack.callback(handle.remove)
         yield
 
@@ -120,15 +137,18 @@ def adapter_energy(
     model: nn.Module,
     run_loss: Callable[[nn.Module, Any], torch.Tensor],
     batches: Iterable[Any],
+    bottlenecks: Mapping[str, Bottleneck] | None = None,
 ) -> dict[str, EnergyStats]:
     """SVD energy of every adapter layer's bottleneck activations and gradients, keyed by the layer's module name.
+
+    ``bottlenecks``: the layers to probe (default: every espnet_peft adapter layer, ``adapter_bottlenecks``).
 
     ``run_loss(model, batch)`` runs a forward pass and returns a scalar loss (e.g. ``lambda m, b: m(**b)[0]`` for an
     ESPnet model and a collated batch); it is called once per item of ``batches`` with gradients enabled. The model's
     train/eval mode is left as it is (use ``eval()`` for dropout-free statistics); hooks and forced compute paths are
     undone also on exceptions, and no parameter ``.grad`` is touched.
     """
-    layers = adapter_layers(model)
+    layers = adapter_bottlenecks(model) if bottlenecks is None else bottlenecks
     if not layers:
         raise ValueError("the model has no adapter layers")
     accumulators = {name: _GramAccumulator() for name in layers}

@@ -1,8 +1,10 @@
 """The forward pass that every analysis of a run shares, and the layer frames kept from it.
 
 Per batch each model runs once with hooks (``ModelAccess.capture``, or ``branch_updates`` when an analysis needs the
-branches). Only the frames that cover real audio count: an S2T (OWSM) model pads every input to ``speech_length``
-with silence, and those frames would otherwise dominate every statistic (``Batch.real_frames``).
+branches); when an analysis needs the attention decoder, ``decoder_forward`` then runs it teacher-forced on that
+pass's encoder output (``decoder_pass``). Only the frames that cover real audio count: an S2T (OWSM) model pads
+every input to ``speech_length`` with silence, and those frames would otherwise dominate every statistic
+(``Batch.real_frames``).
 
 ``Frames`` keeps, per model and layer, the real-audio frames that the representation-similarity analyses (CKA, CCA,
 neurons) compare. Frames of an utterance are paired across the models by position (resampled to the shorter count
@@ -18,6 +20,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 
 from espnet_peft.analysis.branch_contribution import branch_updates
+from espnet_peft.analysis.decoder_pass import decoder_targets, teacher_forced
 from espnet_peft.analysis.model_access import Capture
 from espnet_peft.analysis.sources import Batch, LoadedModel
 from espnet_peft.compat import legacy_nets
@@ -33,6 +36,7 @@ class Forward:
     key_mask: torch.Tensor  # [B, T], True on frames the model attends to
     branch_updates: Optional[list[dict[str, torch.Tensor]]] = None
     attention: Optional[list[torch.Tensor]] = None  # per layer [B, H, T, T]
+    decoder: Optional["Forward"] = None  # the attention decoder's teacher-forced pass; its frames are token positions
 
 
 def attention_modules(m: LoadedModel) -> list[torch.nn.Module]:
@@ -66,6 +70,17 @@ def shared_forward(m: LoadedModel, batch: Batch, branches: bool, attention: bool
         else:
             maps = list(cap.output.attentions)
     return Forward(cap, frames, mask.to(key_mask.device), key_mask, updates, maps)
+
+
+def decoder_forward(m: LoadedModel, batch: Batch, encoder: Forward) -> Optional[Forward]:
+    """The attention decoder's pass, teacher-forced on ``encoder``'s output (``decoder_pass``), with its branch
+    updates; its frames are the decoder input's real token positions. None when the batch has no decoder input."""
+    targets = decoder_targets(batch)
+    if targets is None:
+        return None
+    result = teacher_forced(m.model, encoder.capture.output, targets)
+    cap = result.capture
+    return Forward(cap, cap.output.lengths.tolist(), cap.mask, cap.mask, result.updates)
 
 
 def spread(n: int, count: int) -> torch.Tensor:

@@ -7,6 +7,10 @@ hypotheses (argmax, collapse repeats, drop blank), their CER when a ``decode`` f
 ``KL(p_final || p_l)`` averaged over real frames: how far the layer's prediction still is from the model's final one
 ("delayed specialization" shows as a KL that stays high until the last layers).
 
+Hugging Face ``*ForCTC`` models (Wav2Vec2, HuBERT; peft-adapted ones included): layer ``l``'s lens is
+``log_softmax(lm_head(N(h_l)))`` with ``N`` the encoder's final norm where the model applies one after its last layer
+(``HFAccess.final_norm``), read from one capture of the model (``hf_ctc_lens``); its blank is the pad token.
+
 Audio classification (Hugging Face ``WhisperForAudioClassification``, which has no CTC head): the model's own
 ``projector`` -> mean over frames -> ``classifier`` applied to each encoder layer, fed exactly as the model feeds its
 head (see ``classification_lens``). See ``docs/analysis-definitions.md``, "Logit lens".
@@ -83,13 +87,43 @@ def logit_lens(
         raise ValueError("per-layer CER needs both `decode` and `refs`")
     access = EspnetEncoderAccess.for_asr_model(model)
     cap = access.capture(speech, speech_lengths)
+    _, lengths = cap.output
+    return _ctc_lens(access, cap, model.ctc.log_softmax, lengths, blank, decode, refs)
+
+
+def hf_ctc_lens(
+    model: nn.Module,
+    cap: Capture,
+    blank: int = 0,
+    decode: Callable[[list[int]], str] | None = None,
+    refs: Sequence[str] | None = None,
+) -> LensResult:
+    """The CTC lens of a Hugging Face ``*ForCTC`` model (eval mode) from one capture of it
+    (``HFAccess(model).capture(**inputs)``, unpadded inputs: every frame counts); ``blank``: its pad token id."""
+    if (decode is None) != (refs is None):
+        raise ValueError("per-layer CER needs both `decode` and `refs`")
+    batch, frames = cap.hidden_states[0].shape[:2]
+    lengths = torch.full((batch,), frames, dtype=torch.long)
+
+    def head(h: torch.Tensor) -> torch.Tensor:
+        return model.lm_head(h).log_softmax(dim=-1)
+
+    return _ctc_lens(HFAccess(model), cap, head, lengths, blank, decode, refs)
+
+
+def _ctc_lens(
+    access: EspnetEncoderAccess | HFAccess,
+    cap: Capture,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    lengths: torch.Tensor,
+    blank: int,
+    decode: Callable[[list[int]], str] | None,
+    refs: Sequence[str] | None,
+) -> LensResult:
+    """``head`` (hidden state -> CTC log-probs) on every layer of ``cap``, after the encoder's final norm."""
     norm = access.final_norm()
     with torch.no_grad():
-        log_probs = [
-            model.ctc.log_softmax(norm(h) if norm is not None else h)
-            for h in cap.hidden_states
-        ]
-    _, lengths = cap.output
+        log_probs = [head(norm(h) if norm is not None else h) for h in cap.hidden_states]
     final = log_probs[-1]
     hyps = [ctc_greedy(lp, lengths, blank) for lp in log_probs]
     return LensResult(

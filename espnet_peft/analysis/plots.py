@@ -89,7 +89,8 @@ def layer_curves(path: Path, title: str, panels: Sequence[tuple[str, Mapping[str
     return _save(fig, path)
 
 
-def plot_drift(curves: Mapping[str, Sequence[Optional[float]]], path: Path, title: str) -> Path:
+def plot_drift(curves: Mapping[str, Sequence[Optional[float]]], path: Path, title: str,
+               xlabel: str = "encoder layer") -> Path:
     """The drift map: per layer, CKA(pretrained layer l, adapted layer l); one curve per adapted model.
 
     The y axis ends at 1 and starts just below the lowest value: adapters often move CKA by 1e-3 or less, which a
@@ -99,7 +100,7 @@ def plot_drift(curves: Mapping[str, Sequence[Optional[float]]], path: Path, titl
     low = min(values, default=0.0)
     pad = max(1e-4, 0.1 * (1.0 - low))
     return layer_curves(path, title, [("CKA(source, adapted) per layer", curves)], ylims=[(low - pad, 1.0 + pad)],
-                        xlabel="encoder layer")
+                        xlabel=xlabel)
 
 
 def plot_energy(energy: Mapping[str, Mapping[str, Any]], path: Path, title: str) -> Path:

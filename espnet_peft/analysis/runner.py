@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from tqdm import tqdm
 
-from espnet_peft.analysis.forward_pass import Forward, Frames, shared_forward
+from espnet_peft.analysis.forward_pass import Forward, Frames, decoder_forward, shared_forward
 from espnet_peft.analysis.methods import DEFAULT_ANALYSES, REGISTRY, Run
 from espnet_peft.analysis.sources import Batch, LoadedModel, Utterance, load_audio
 
@@ -123,6 +123,7 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
         return {label for a in active if getattr(a.needs, flag) for label in runs_on[a.name]}
 
     branches, attention, keep = wanted("branches"), wanted("attention"), wanted("batches")
+    decoders = wanted("decoder")
     frame_labels = [label for label in labels if label in wanted("frames")]
     batch_size = min([settings.batch_size] + [m.max_batch for m in models if m.max_batch])
     frames = Frames(frame_labels, per_utt=max(1, math.ceil(settings.max_frames / len(utts)))) if frame_labels else None
@@ -137,6 +138,9 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
                 batch = m.batch(group, audio)
             with timer("forward (shared capture)"):
                 forward = forwards[m.label] = shared_forward(m, batch, m.label in branches, m.label in attention)
+            if m.label in decoders:
+                with timer("decoder forward (teacher-forced)"):
+                    forward.decoder = decoder_forward(m, batch, forward)
             for analysis in active:
                 if m.label in runs_on[analysis.name]:
                     with timer(analysis.name):

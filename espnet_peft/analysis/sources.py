@@ -5,7 +5,10 @@ Models are named the way users have them on disk (``resolve_model``):
 * an ESPnet experiment dir (``config.yaml`` + a checkpoint: ``valid.acc.best.pth``, ``valid.loss.best.pth``,
   ``model.pth`` or ``latest.pth``, first found), or an explicit config + model file; adapted experiments load through
   the plugin's tasks, so adapter-only checkpoints find their base through the config's ``init_param``;
-* a Hugging Face dir (``config.json``): Whisper, Wav2Vec2 or HuBERT, through ``HFAccess``.
+* a Hugging Face dir (``config.json``): Whisper, Wav2Vec2 or HuBERT, through ``HFAccess``, loaded with the class its
+  config names (a ``*ForCTC`` model keeps its CTC head);
+* a Hugging Face ``peft`` adapter dir (``adapter_config.json``) over such a model: its base is the one the adapter
+  config names, or the one given as ``ADAPTER_DIR@BASE_DIR``; loaded with peft itself (``hf_peft``).
 
 Audio (``read_utterances``): a Kaldi data dir (``wav.scp`` with plain paths, and ``text.ctc`` or ``text`` for the
 analyses that score transcripts), or a list file with one ``path`` or ``key path`` per line.
@@ -29,6 +32,8 @@ import soundfile
 import torch
 from torch import nn
 
+from espnet_peft.analysis.errors import AnalysisInputError
+from espnet_peft.analysis.hf_peft import adapter_base, is_adapter_dir, load_adapter, lora_layers, split_adapter_spec
 from espnet_peft.analysis.model_access import EspnetEncoderAccess, HFAccess, ModelAccess
 from espnet_peft.utils.kaldi_data import check_audio, read_table
 from espnet_peft.utils.text_norm import normalize_text
@@ -39,11 +44,8 @@ CHECKPOINTS = ("valid.acc.best.pth", "valid.loss.best.pth", "model.pth", "latest
 ESPNET_TASKS = ("asr", "s2t")
 
 _FIX = ("pass an ESPnet experiment dir (config.yaml + a .pth checkpoint), a config + model file pair, or a Hugging "
-        "Face model dir (config.json)")
-
-
-class AnalysisInputError(ValueError):
-    """A model or data input that cannot be used; the message names the file and how to fix it."""
+        "Face model dir (config.json) or a peft adapter dir (adapter_config.json; ADAPTER_DIR@BASE_DIR names its "
+        "base)")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -53,13 +55,14 @@ class AnalysisInputError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ModelSource:
     """Where a model comes from. ``kind`` is ``"espnet"`` (``config`` + ``model_file``, ``task``) or ``"hf"``
-    (``path`` is the HF dir)."""
+    (``path`` is the HF dir; ``adapter``, when set, a peft adapter dir over it)."""
 
     kind: str
     path: Path
     config: Optional[Path] = None
     model_file: Optional[Path] = None
     task: Optional[str] = None
+    adapter: Optional[Path] = None
 
     def describe(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
@@ -101,6 +104,18 @@ def _espnet_source(label: str, config: Path, model_file: Optional[Path], task: s
     return ModelSource("espnet", config.parent, config, model_file, task)
 
 
+def _hf_source(label: str, spec: str) -> ModelSource:
+    """An HF model dir, or a peft adapter dir over its base (``ADAPTER_DIR`` or ``ADAPTER_DIR@BASE_DIR``)."""
+    named, base = split_adapter_spec(spec)
+    path = Path(named)
+    if base is None and not is_adapter_dir(path):
+        _require_file(path / "config.json", "Hugging Face config", label)
+        return ModelSource("hf", path)
+    base_dir = adapter_base(label, path, base)
+    _require_file(base_dir / "config.json", f"Hugging Face config of the base of adapter {path}", label)
+    return ModelSource("hf", base_dir, adapter=path)
+
+
 def resolve_model(label: str, path: Optional[str] = None, config: Optional[str] = None,
                   model_file: Optional[str] = None, hf_dir: Optional[str] = None, task: str = "auto") -> ModelSource:
     """One model from whichever way it was named; ``label`` ("A", "B") only appears in error messages."""
@@ -109,19 +124,19 @@ def resolve_model(label: str, path: Optional[str] = None, config: Optional[str] 
         raise AnalysisInputError(f"model {label}: give exactly one of a path, a config/model file pair or an HF dir; "
                                  f"got {len(given)}")
     if hf_dir:
-        hf = Path(hf_dir)
-        _require_file(hf / "config.json", "Hugging Face config", label)
-        return ModelSource("hf", hf)
+        return _hf_source(label, hf_dir)
     if config or model_file:
         model = Path(model_file) if model_file else None
         conf = Path(config) if config else (model.parent / "config.yaml")
         return _espnet_source(label, conf, model, task)
+    if split_adapter_spec(path)[1] is not None:
+        return _hf_source(label, path)
     p = Path(path)
     if p.is_dir():
         if (p / "config.yaml").is_file():
             return _espnet_source(label, p / "config.yaml", None, task)
-        if (p / "config.json").is_file():
-            return ModelSource("hf", p)
+        if (p / "config.json").is_file() or is_adapter_dir(p):
+            return _hf_source(label, path)
         raise AnalysisInputError(f"model {label}: {p} holds neither config.yaml (ESPnet) nor config.json (Hugging "
                                  f"Face); {_FIX}")
     if p.suffix == ".pth":
@@ -257,6 +272,8 @@ class Batch:
     ``refs`` (normalised transcripts) when every utterance has a transcript, and ``loss_inputs``, the collated
     training batch (``model(**loss_inputs)`` gives the training loss) when the data has every text the model's
     forward needs (S2T: ``text`` with its prompt tokens besides the CTC text).
+    HF: ``refs`` with transcripts, and ``loss_inputs`` (the model's input plus ``labels``, the transcript through the
+    model's tokenizer: ``model(**loss_inputs).loss`` is its ``LoadedModel.loss_name``) when the model has a loss.
     """
 
     utts: list[Utterance]
@@ -292,6 +309,9 @@ class LoadedModel:
     blank: int = 0
     #: the most utterances one forward pass may take (HF: 1, no padding and so no attention mask to get right)
     max_batch: Optional[int] = None
+    #: HF: the loss that its batches' ``loss_inputs`` give (e.g. "CTC loss"), or None and ``no_loss`` says why
+    loss_name: Optional[str] = None
+    no_loss: Optional[str] = None
 
     @property
     def is_espnet(self) -> bool:
@@ -300,9 +320,9 @@ class LoadedModel:
     def describe(self) -> dict:
         from espnet_peft.injection import adapter_layers
 
+        adapters = lora_layers(self.model) if self.source.adapter is not None else adapter_layers(self.model)
         return {"label": self.label, **self.source.describe(), "layers": self.access.layers(),
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-                "adapter_layers": len(adapter_layers(self.model))}
+                "parameters": sum(p.numel() for p in self.model.parameters()), "adapter_layers": len(adapters)}
 
 
 def _espnet_inputs(utt: Utterance, task: str, na_symbol: str) -> tuple[dict[str, str], bool]:
@@ -374,26 +394,83 @@ def _load_espnet(label: str, source: ModelSource, device: str) -> LoadedModel:
                        blank=int(getattr(model, "blank_id", 0)))
 
 
+def _hf_dirs(source: ModelSource) -> list[Path]:
+    """Where an HF model's preprocessing files may be: the adapter dir first (saved with the fine-tuned model), then
+    the base."""
+    return [d for d in (source.adapter, source.path) if d is not None]
+
+
 def _hf_feature_extractor(source: ModelSource, config: Any) -> Any:
-    """The dir's own feature extractor, or the model family's default when the dir has none (a bare checkpoint)."""
+    """The model's own feature extractor, or the model family's default when its dirs have none (a bare checkpoint)."""
     import transformers as tf
 
-    try:
-        return tf.AutoFeatureExtractor.from_pretrained(str(source.path))
-    except (OSError, ValueError):
-        if config.model_type == "whisper":
-            return tf.WhisperFeatureExtractor(feature_size=config.num_mel_bins)
-        return tf.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)
+    for path in _hf_dirs(source):
+        if (path / "preprocessor_config.json").is_file():
+            return tf.AutoFeatureExtractor.from_pretrained(str(path))
+    if config.model_type == "whisper":
+        return tf.WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    return tf.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False)
+
+
+def _hf_model(label: str, source: ModelSource, **kwargs: Any) -> nn.Module:
+    """The HF model in eval mode, built as the class its config names: a ``*ForCTC`` keeps its CTC head, and a peft
+    adapter's weights are named after the class it was trained on. With the peft adapter over it when there is one."""
+    import transformers as tf
+
+    architectures = getattr(tf.AutoConfig.from_pretrained(str(source.path)), "architectures", None) or []
+    model_class = getattr(tf, architectures[0], tf.AutoModel) if architectures else tf.AutoModel
+    model = HFAccess.from_pretrained(str(source.path), model_class, **kwargs).model
+    return model if source.adapter is None else load_adapter(label, model, source.adapter)
+
+
+#: the loss an HF model computes from ``labels``, by the ending of its class name
+_HF_LOSSES = {"ForCTC": "CTC loss", "ForConditionalGeneration": "decoder loss"}
+
+
+def is_hf_ctc(model: nn.Module) -> bool:
+    """Whether an HF model has a CTC head (``lm_head``): the ``*ForCTC`` classes."""
+    return type(model).__name__.endswith("ForCTC")
+
+
+def _hf_tokenizer(source: ModelSource, model: nn.Module) -> tuple[Any, Optional[str], Optional[str]]:
+    """(tokenizer, loss name, None), or (tokenizer or None, None, why its batches can carry no loss)."""
+    import transformers as tf
+
+    found = next((d for d in _hf_dirs(source) if (d / "tokenizer_config.json").is_file()), None)
+    tokenizer = tf.AutoTokenizer.from_pretrained(str(found)) if found is not None else None
+    name = type(model).__name__
+    loss = next((loss for ending, loss in _HF_LOSSES.items() if name.endswith(ending)), None)
+    if loss is None:
+        return tokenizer, None, (f"{name} computes no loss from transcripts (a *ForCTC or *ForConditionalGeneration "
+                                 f"does)")
+    if tokenizer is None:
+        where = " or ".join(str(d) for d in _hf_dirs(source))
+        return None, None, f"no tokenizer (tokenizer_config.json) in {where} to turn transcripts into labels"
+    return tokenizer, loss, None
+
+
+def _ctc_decode(tokenizer: Any) -> Callable[[Sequence[int]], str]:
+    """Greedy CTC token ids (repeats collapsed, blanks dropped) -> normalised text, through an HF CTC tokenizer."""
+
+    def decode(ids: Sequence[int]) -> str:
+        return normalize_text(tokenizer.decode(list(ids), group_tokens=False))  # grouping again would merge "ll"
+
+    return decode
 
 
 def _load_hf(label: str, source: ModelSource, device: str, eager_attention: bool) -> LoadedModel:
-    import transformers as tf
-
     kwargs = {"attn_implementation": "eager"} if eager_attention else {}  # only eager attention returns its maps
-    access = HFAccess.from_pretrained(str(source.path), tf.AutoModel, **kwargs)
-    access.model.to(device)
-    extractor = _hf_feature_extractor(source, access.model.config)
+    model = _hf_model(label, source, **kwargs).to(device)
+    access = HFAccess(model)
+    extractor = _hf_feature_extractor(source, model.config)
+    tokenizer, loss_name, no_loss = _hf_tokenizer(source, model)
     fs = int(extractor.sampling_rate)
+    # the decoder prepends its start token to the labels itself (shift_tokens_right)
+    start = model.config.decoder_start_token_id if model.config.is_encoder_decoder else None
+
+    def labels(text: str) -> torch.Tensor:
+        ids = tokenizer(text).input_ids
+        return torch.tensor([ids[1:] if ids and ids[0] == start else ids], device=device)
 
     def batch(utts: list[Utterance], audio: list[np.ndarray]) -> Batch:
         if len(utts) != 1:
@@ -403,11 +480,20 @@ def _load_hf(label: str, source: ModelSource, device: str, eager_attention: bool
         told = len(audio[0])
         if "input_features" in inputs:  # Whisper pads every input to its 30 s window
             told = max(told, int(extractor.n_samples))
+        out = Batch(utts, (), dict(inputs), [len(audio[0])], [told])
         if eager_attention:
-            inputs["output_attentions"] = True
-        return Batch(utts, (), inputs, [len(audio[0])], [told])
+            out.kwargs["output_attentions"] = True
+        if utts[0].ctc_text is not None:
+            out.refs = [utts[0].ref]
+            if loss_name is not None:
+                out.loss_inputs = {**inputs, "labels": labels(utts[0].ctc_text)}
+        return out
 
-    return LoadedModel(label, source, access.model, access, fs, batch, max_batch=1)
+    ctc = is_hf_ctc(model)
+    blank = int(model.config.pad_token_id or 0) if ctc else 0  # HF CTC's blank is its pad token
+    decode = _ctc_decode(tokenizer) if ctc and tokenizer is not None else None
+    return LoadedModel(label, source, model, access, fs, batch, decode, blank=blank, max_batch=1, loss_name=loss_name,
+                       no_loss=no_loss)
 
 
 def load_model(label: str, source: ModelSource, device: str = "cpu", eager_attention: bool = False) -> LoadedModel:

@@ -83,8 +83,9 @@ def render_summary(results: Mapping[str, Any], figures: Mapping[str, Path], out_
     lines = ["# Analysis summary", "", "Written by `python -m espnet_peft.bin.analyze`; numbers in `analysis.json`.",
              "", "## Models", ""]
     lines += _table(["", "kind", "path", "checkpoint", "layers", "parameters", "adapter layers"],
-                    [[label, m["kind"], f"`{m['path']}`", f"`{m.get('model_file') or '-'}`", str(len(m["layers"])),
-                      f"{m['parameters']:,}", str(m["adapter_layers"])] for label, m in models.items()])
+                    [[label, m["kind"], f"`{m['path']}`", f"`{m.get('model_file') or m.get('adapter') or '-'}`",
+                      str(len(m["layers"])), f"{m['parameters']:,}", str(m["adapter_layers"])]
+                     for label, m in models.items()])
     data = results["data"]
     cka = results.get("cka") or {}
     lines += ["", f"Data: `{data['source']}`, {data['utterances']} utterances"
@@ -187,7 +188,7 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
             lens_cer = lens_b["cer"][-1] if lens_b.get("cer") else None
             energy = energy_medians((res.get("energy") or {}).get("B") or {})
             figures = [f"[{name}]({_link(Path(res['_dir']) / f'{name}.png', links_from)})"
-                       for name in ("drift", "cka_AB", "lens", "contribution", "branches", "energy_B")
+                       for name in ("drift", "cka_AB", "lens", "contribution", "branches", "energy_B", "decoder_drift")
                        if (Path(res["_dir"]) / f"{name}.png").is_file()]
             rows.append([row["label"], _num(forgetting, 2), _num(drift["mean"], 4),
                          f"{_num(drift['min'], 4)} (layer {drift['min_layer']})" if drift["min"] is not None else "-",

@@ -5,18 +5,24 @@
     python -m espnet_peft.bin.analyze --model_a_config conf.yaml --model_a_file model.pth --data wavs.txt --out out
     python -m espnet_peft.bin.analyze --hf_model_a whisper-dir --hf_model_b whisper-ft --data data/test --out out \\
         --analyses cka,attention
+    python -m espnet_peft.bin.analyze --hf_model_a whisper-dir --hf_model_b whisper-lora@whisper-dir \\
+        --data data/test --out out --analyses cka,contribution,branches,energy
     python -m espnet_peft.bin.analyze --models source=exp/source lora=exp/child_lora_s0 full=exp/child_full_s0 \\
         --data dump/raw/source_test --out exp/analysis/child/models
 
 A model is an ESPnet experiment dir (config.yaml + valid.acc.best.pth / valid.loss.best.pth / model.pth /
-latest.pth), a config + checkpoint pair, or a Hugging Face dir (config.json: Whisper, Wav2Vec2, HuBERT). The data is
+latest.pth), a config + checkpoint pair, a Hugging Face dir (config.json: Whisper, Wav2Vec2, HuBERT), or a Hugging
+Face peft adapter dir (adapter_config.json) over such a model: loaded with peft, unmerged, over the base its
+adapter_config.json names (base_model_name_or_path, a local dir), or over the base given as ADAPTER_DIR@BASE_DIR
+(wherever a model is named: --model_b, --hf_model_b, --models LABEL=ADAPTER_DIR@BASE_DIR). The data is
 a Kaldi data dir (wav.scp, and text.ctc or text for the scored analyses) or a file with one wav path (or "key path")
 per line. Writes OUT/analysis.json (last: its presence marks a finished run), OUT/*.png and OUT/summary.md.
 With --models (LABEL=MODEL, the first one the reference, e.g. the source model): linear CKA between every pair of
 models layer by layer, a heatmap per layer group and an MDS map of the models (espnet_peft.analysis.many_models),
 in OUT/models.json (last), OUT/models_*.png and OUT/summary.md.
 
-Analyses (--analyses, comma-separated or "all"; default cka,lens,contribution,branches,energy): every analysis of
+Analyses (--analyses, comma-separated or "all"; default
+cka,lens,contribution,branches,energy,decoder_drift,decoder_contribution,decoder_branches): every analysis of
 the registry in espnet_peft/analysis/methods/, listed with what it does by --help.
 Relative paths inside ESPnet configs (init_param, bpemodel) are resolved from the current dir: run from the recipe dir.
 """
@@ -38,10 +44,13 @@ from espnet_peft.atomic import atomic_write_text
 def _model_arguments(parser: argparse.ArgumentParser, label: str) -> None:
     x = label.lower()
     group = parser.add_argument_group(f"model {label}" + (" (optional: compare with A)" if label == "B" else ""))
-    group.add_argument(f"--model_{x}", help="ESPnet exp dir, config.yaml, .pth (config.yaml beside it) or HF dir")
+    group.add_argument(f"--model_{x}", help="ESPnet exp dir, config.yaml, .pth (config.yaml beside it), HF dir or "
+                                            "peft adapter dir (ADAPTER_DIR[@BASE_DIR])")
     group.add_argument(f"--model_{x}_config", help="ESPnet training config (config.yaml)")
     group.add_argument(f"--model_{x}_file", help="ESPnet checkpoint (default: the first found beside the config)")
-    group.add_argument(f"--hf_model_{x}", help="Hugging Face model dir (from_pretrained)")
+    group.add_argument(f"--hf_model_{x}", metavar="DIR", help="Hugging Face model dir (from_pretrained), or a peft "
+                       "adapter dir (adapter_config.json) over the base its config names; ADAPTER_DIR@BASE_DIR gives "
+                       "the base explicitly")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -51,7 +51,8 @@ decode_ctc_weight=0.5     # batch_greedy, s2t: joint CTC/attention greedy (CTC r
 decode_batch_size=64      # utterances per forward pass of batch_greedy
 inference_args=           # decoder=espnet only; empty: greedy ("--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
                           # for s2t, "--beam_size 1" for s2t_ctc)
-analyses="cka,lens,contribution,branches,energy"   # stage 13: any names of python -m espnet_peft.bin.analyze --help
+# stage 13: any names of python -m espnet_peft.bin.analyze --help
+analyses="cka,lens,contribution,branches,energy,decoder_drift,decoder_contribution,decoder_branches"
 analysis_max_utts=100     # source-domain test utterances per analysis
 analysis_device=cpu       # stage 13's torch device (cuda: its job asks the launcher for one GPU)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--seeds \"0 1 2\"]

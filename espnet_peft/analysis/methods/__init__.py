@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 #: the shipped analyses' modules, in output order
-ORDER = ("cka", "cca", "neurons", "lens", "contribution", "branches", "ablation", "energy", "attention")
+ORDER = ("cka", "cca", "neurons", "lens", "contribution", "branches", "ablation", "energy", "attention", "decoder")
 for _module in (*ORDER, *sorted({m.name for m in pkgutil.iter_modules(__path__)} - {*ORDER, "base", "registry"})):
     importlib.import_module(f"{__name__}.{_module}")  # each module registers its analyses
 
@@ -19,7 +19,8 @@ from espnet_peft.analysis.methods.base import Analysis, Needs, Run
 from espnet_peft.analysis.methods.registry import REGISTRY, register
 
 #: what a run does unless told otherwise: the recipe's stage 13 set (the others cost more forwards or memory)
-DEFAULT_ANALYSES = ("cka", "lens", "contribution", "branches", "energy")
+DEFAULT_ANALYSES = ("cka", "lens", "contribution", "branches", "energy", "decoder_drift", "decoder_contribution",
+                    "decoder_branches")
 
 
 

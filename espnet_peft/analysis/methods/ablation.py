@@ -28,6 +28,8 @@ class LayerAblation(Analysis):
     needs = Needs(batches=True)
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
+        if not model.is_espnet:
+            return "HF models: the ablation erases ESPnet encoder blocks and scores with the ESPnet CTC loss"
         reason = ctc_reason(model)
         if reason is None and not has_refs:
             reason = "the data has no transcripts (text / text.ctc)"

@@ -38,6 +38,7 @@ class Needs:
     branches: bool = False    # per-branch updates inside each block (``Forward.branch_updates``)
     attention: bool = False   # self-attention maps of every layer (``Forward.attention``)
     batches: bool = False     # the batches, kept for the analysis's own forward passes in ``finish``
+    decoder: bool = False     # the attention decoder, teacher-forced on the shared encoder output (``Forward.decoder``)
 
 
 @dataclasses.dataclass

@@ -1,12 +1,12 @@
 """Branch contribution (``analysis.branch_contribution``): per block, the size of each branch's update (attention,
 convolution / cgMLP, feed-forward, ...) relative to the block input. ESPnet Transformer / Conformer / E-Branchformer
-blocks."""
+blocks, Hugging Face Whisper / Wav2Vec2 / HuBERT encoder layers."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 from espnet_peft.analysis.branch_contribution import block_branches, mean_ratio
 from espnet_peft.analysis.forward_pass import Forward
@@ -18,15 +18,14 @@ from espnet_peft.analysis.sources import Batch, LoadedModel
 @register
 class BranchContribution(Analysis):
     name = "branches"
-    description = "per-branch update sizes inside each block (ESPnet Transformer / Conformer / E-Branchformer)"
+    description = "per-branch update sizes inside each block (ESPnet Transformer / Conformer / E-Branchformer, HF)"
     needs = Needs(branches=True)
+    part: ClassVar[str] = "encoder"  # the blocks it reads, for figure titles
 
     def __init__(self) -> None:
         self.means = WeightedMeans()
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
-        if not model.is_espnet:
-            return "HF models: branch hooks know ESPnet blocks only"
         try:
             block_branches(model.access.layer_modules()[0])
         except TypeError as error:
@@ -40,8 +39,11 @@ class BranchContribution(Analysis):
                       for per_block, x in zip(updates, forward.capture.layer_inputs)]
             self.means.add(f"{model.label}.{name}", values, sum(forward.frames))
 
+    def layer_names(self, model: LoadedModel) -> list[str]:
+        return model.access.layers()
+
     def finish(self, run: Run) -> dict[str, Any]:
-        return {self.name: {label: {"layers": m.access.layers(),
+        return {self.name: {label: {"layers": self.layer_names(m),
                                     "branches": {k.split(".", 1)[1]: self.means.mean(k) for k in self.means.sums
                                                  if k.startswith(f"{label}.")}}
                             for label, m in run.models.items()}}
@@ -52,4 +54,5 @@ class BranchContribution(Analysis):
         section = results[self.name]
         panels = [(f"{label}: branch output / input norm", dict(section[label]["branches"]))
                   for label in ("A", "B") if label in section]
-        return {self.name: layer_curves(out_dir / "branches.png", "branch contribution per layer", panels)}
+        return {self.name: layer_curves(out_dir / f"{self.name}.png", f"{self.part} branch contribution per layer",
+                                        panels)}

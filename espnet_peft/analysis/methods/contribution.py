@@ -4,7 +4,7 @@ and its direction ``cos(u, h_in)``, over the real-audio frames of the shared pas
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from espnet_peft.analysis.forward_pass import Forward
 from espnet_peft.analysis.layer_contribution import layer_contribution
@@ -18,6 +18,7 @@ from espnet_peft.analysis.sources import Batch, LoadedModel
 class LayerContribution(Analysis):
     name = "contribution"
     description = "per-layer update size ||h_out - h_in|| / ||h_in|| and direction cos(u, h_in)"
+    part: ClassVar[str] = "encoder"  # the layers it reads, for figure titles
 
     def __init__(self) -> None:
         self.means = WeightedMeans()
@@ -36,6 +37,7 @@ class LayerContribution(Analysis):
         from espnet_peft.analysis.plots import layer_curves
 
         section = results[self.name]
-        return {self.name: layer_curves(out_dir / "contribution.png", "layer contribution (update u = h_out - h_in)",
+        return {self.name: layer_curves(out_dir / f"{self.name}.png",
+                                        f"{self.part} layer contribution (update u = h_out - h_in)",
                                         [("||u|| / ||h_in||", per_model(section, "update_ratio")),
                                          ("cos(u, h_in)", per_model(section, "cosine"))])}

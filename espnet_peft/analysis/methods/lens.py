@@ -1,6 +1,7 @@
 """The CTC logit lens (``analysis.logit_lens``): the CTC head on every layer, per-layer greedy CER and KL to the
-final layer. ESPnet models with a CTC head; the CER needs transcripts. Its own forward passes see the input as the
-model does (S2T: padding included)."""
+final layer. ESPnet models with a CTC head, and Hugging Face ``*ForCTC`` models (their ``lm_head``, read from the
+shared pass); the CER needs transcripts (and, for HF, the model's tokenizer). The ESPnet lens's own forward passes see
+the input as the model does (S2T: padding included)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from espnet_peft.analysis.forward_pass import Forward
-from espnet_peft.analysis.logit_lens import logit_lens
+from espnet_peft.analysis.logit_lens import hf_ctc_lens, logit_lens
 from espnet_peft.analysis.methods.base import Analysis, Run, WeightedMeans, per_model
 from espnet_peft.analysis.methods.registry import register
-from espnet_peft.analysis.sources import Batch, LoadedModel
+from espnet_peft.analysis.sources import Batch, LoadedModel, is_hf_ctc
 
 
 def ctc_reason(m: LoadedModel) -> Optional[str]:
     """Why model ``m`` has no CTC head to read (None: it has one)."""
     if not m.is_espnet:
-        return "HF models: the CTC lens / ablation work on ESPnet CTC models"
+        return None if is_hf_ctc(m.model) else (f"{type(m.model).__name__} has no CTC head: the lens reads the "
+                                                f"lm_head of Hugging Face *ForCTC models (Wav2Vec2ForCTC, HubertForCTC)")
     if getattr(m.model, "ctc", None) is None:
         return "the model has no CTC head (ctc_weight 0)"
     return None
@@ -31,7 +33,7 @@ def ref_chars(refs: Sequence[str]) -> int:
 @register
 class LogitLens(Analysis):
     name = "lens"
-    description = "CTC logit lens: per-layer greedy CER and KL to the final layer (ESPnet CTC models)"
+    description = "CTC logit lens: per-layer greedy CER and KL to the final layer (ESPnet CTC, HF *ForCTC)"
 
     def __init__(self) -> None:
         self.means = WeightedMeans()
@@ -40,9 +42,12 @@ class LogitLens(Analysis):
         return ctc_reason(model)
 
     def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
-        with_cer = batch.refs is not None and ref_chars(batch.refs) > 0
-        lens = logit_lens(model.model, batch.speech, batch.lengths, blank=model.blank,
-                          decode=model.decode if with_cer else None, refs=batch.refs if with_cer else None)
+        with_cer = batch.refs is not None and model.decode is not None and ref_chars(batch.refs) > 0
+        decode, refs = (model.decode, batch.refs) if with_cer else (None, None)
+        if model.is_espnet:
+            lens = logit_lens(model.model, batch.speech, batch.lengths, blank=model.blank, decode=decode, refs=refs)
+        else:  # the shared pass ran the whole *ForCTC model: its layers are all the lens needs
+            lens = hf_ctc_lens(model.model, forward.capture, blank=model.blank, decode=decode, refs=refs)
         self.means.add(f"{model.label}.kl", lens.kl, float(lens.lengths.sum()))
         if lens.cer is not None:
             self.means.add(f"{model.label}.cer", [100.0 * c for c in lens.cer], ref_chars(batch.refs))
