@@ -281,3 +281,41 @@ def test_many_models_need_labels_and_the_same_layer_count(setup: dict[str, Path]
     with pytest.raises(SystemExit, match="different layer counts"):
         analyze(["--models", f"a={setup['a']}", f"c={setup['c']}", "--data", str(setup["data"]),
                  "--out", str(setup["root"] / "y"), "--no_progress"])
+
+
+def test_the_lens_read_off_the_shared_pass_equals_its_own_forward(setup: dict[str, Path]) -> None:
+    """The run's lens reads the shared pass (with the branch hooks of ``branches`` on it); it must equal
+    ``logit_lens``'s own forward on the same batch."""
+    from espnet_peft.analysis.logit_lens import logit_lens
+    from espnet_peft.analysis.sources import load_audio, load_model, read_utterances, resolve_model
+
+    out = setup["root"] / "out_lens"
+    analyze(["--model_a", str(setup["b"]), "--data", str(setup["data"]), "--analyses", "lens,branches",
+             "--batch_size", "4", "--out", str(out), "--no_progress"])
+    run = json.loads((out / "analysis.json").read_text())["lens"]["A"]
+    model = load_model("A", resolve_model("A", str(setup["b"])), "cpu")
+    utts = read_utterances(str(setup["data"]))
+    batch = model.batch(utts, [load_audio(u, model.fs) for u in utts])
+    own = logit_lens(model.model, batch.speech, batch.lengths, blank=model.blank, decode=model.decode,
+                     refs=batch.refs)
+    assert run["kl"] == pytest.approx(own.kl, abs=1e-6)
+    assert run["cer"] == pytest.approx([100 * c for c in own.cer], abs=1e-9)
+
+
+def test_a_model_that_comes_back_in_the_same_process_is_not_run_again(setup: dict[str, Path]) -> None:
+    """Stage 13 analyses every model against the same source in one process: from the third run on, the source's
+    passes come from the cache, and the results are those of a fresh run."""
+    from espnet_peft.analysis.reuse import PASSES
+
+    def run(name: str, b: Path) -> dict:
+        analyze(["--model_a", str(setup["a"]), "--model_b", str(b), "--data", str(setup["data"]), "--batch_size", "2",
+                 "--out", str(setup["root"] / name), "--no_progress"])
+        results = json.loads((setup["root"] / name / "analysis.json").read_text())
+        return {k: v for k, v in results.items() if k != "timing_s"}
+
+    first = run("reuse_1", setup["b"])
+    run("reuse_2", setup["a"])
+    hits = PASSES.hits
+    third = run("reuse_3", setup["b"])
+    assert PASSES.hits - hits == 2  # both batches of A; B was last seen two runs ago and is not kept
+    assert third == first

@@ -437,3 +437,15 @@ def test_adapter_energy_cleans_up_after_an_error() -> None:
         assert not layer.bottleneck._forward_hooks
         assert layer.config.compute_path == "auto"
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_energy_takes_whole_batches_spread_over_the_data() -> None:
+    from types import SimpleNamespace
+
+    from espnet_peft.analysis.methods.energy import spread_batches
+
+    batches = [SimpleNamespace(utts=list(range(8 * i, 8 * i + 8))) for i in range(13)]
+    picked = spread_batches(batches, 32)
+    assert len(picked) == 4 and picked[0] is batches[0] and picked[-1] is batches[-1]
+    assert len({id(b) for b in picked}) == 4
+    assert spread_batches(batches, 1000) == batches and spread_batches(batches, 1) == [batches[0]]

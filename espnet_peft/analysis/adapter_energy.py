@@ -205,17 +205,28 @@ def _fresh_layer(layer: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
+def seeded_draws(seed: int = 0) -> Iterator[None]:
+    """Random draws inside are the same in every run (an analysis must not change when re-run), and the caller's
+    random state is left as it was."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
 def untrained_adapters(model: nn.Module) -> Iterator[nn.Module]:
     """Inside the block every adapter of ``model`` is swapped for a freshly initialised one: where training started.
 
-    Random factors (LoRA's ``A``) are new draws; zero-initialised ones (LoRA's ``B``, SSVD's core) are zero again.
+    Random factors (LoRA's ``A``) are new draws, the same in every run (``seeded_draws``); zero-initialised ones
+    (LoRA's ``B``, SSVD's core) are zero again.
     The trained layers are put back on exit, also after an error. (Swapping rather than ``deepcopy``: ESPnet models
     can hold non-leaf tensors that cannot be deep-copied.)
     """
     trained = adapter_layers(model)
     try:
-        for name, layer in trained.items():
-            set_submodule(model, name, _fresh_layer(layer))
+        with seeded_draws():
+            for name, layer in trained.items():
+                set_submodule(model, name, _fresh_layer(layer))
         yield model
     finally:
         for name, layer in trained.items():

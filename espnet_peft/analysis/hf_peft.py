@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from espnet_peft.analysis.adapter_energy import Bottleneck
+from espnet_peft.analysis.adapter_energy import Bottleneck, seeded_draws
 from espnet_peft.analysis.errors import AnalysisInputError
 
 #: the file that makes a dir a peft adapter dir
@@ -121,10 +121,11 @@ def lora_bottlenecks(model: nn.Module) -> dict[str, Bottleneck]:
 @contextlib.contextmanager
 def untrained_lora(model: nn.Module) -> Iterator[nn.Module]:
     """Inside the block every linear LoRA layer of ``model`` is as peft initialises it (``A`` Kaiming-uniform, a new
-    draw; ``B`` and its bias zero); the trained weights are put back on exit, also after an error."""
+    draw, the same in every run; ``B`` and its bias zero); the trained weights are put back on exit, also after an
+    error."""
     saved: list[tuple[torch.Tensor, torch.Tensor]] = []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), seeded_draws():
             for layer in _linear_lora(model).values():
                 for adapter in layer.lora_A:
                     saved += [(p, p.detach().clone()) for p in (*layer.lora_A[adapter].parameters(),

@@ -83,12 +83,23 @@ def logit_lens(
     With ``decode`` (token ids -> text, e.g. the model's token list joined) and ``refs`` (one reference text per
     utterance), each layer's greedy hypotheses are scored by CER.
     """
+    access = EspnetEncoderAccess.for_asr_model(model)
+    return espnet_ctc_lens(model, access, access.capture(speech, speech_lengths), blank, decode, refs)
+
+
+def espnet_ctc_lens(
+    model: nn.Module,
+    access: EspnetEncoderAccess,
+    cap: Capture,
+    blank: int = 0,
+    decode: Callable[[list[int]], str] | None = None,
+    refs: Sequence[str] | None = None,
+) -> LensResult:
+    """The CTC lens of an ESPnet model from a capture that ``access`` (``for_asr_model(model)``) already made: the
+    analysis run's shared pass, so the encoder runs once for every analysis."""
     if (decode is None) != (refs is None):
         raise ValueError("per-layer CER needs both `decode` and `refs`")
-    access = EspnetEncoderAccess.for_asr_model(model)
-    cap = access.capture(speech, speech_lengths)
-    _, lengths = cap.output
-    return _ctc_lens(access, cap, model.ctc.log_softmax, lengths, blank, decode, refs)
+    return _ctc_lens(access, cap, model.ctc.log_softmax, cap.output[1], blank, decode, refs)
 
 
 def hf_ctc_lens(

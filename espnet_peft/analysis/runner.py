@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from espnet_peft.analysis.forward_pass import Forward, Frames, decoder_forward, shared_forward
 from espnet_peft.analysis.methods import DEFAULT_ANALYSES, REGISTRY, Run
+from espnet_peft.analysis.reuse import PASSES, pass_key
 from espnet_peft.analysis.sources import Batch, LoadedModel, Utterance, load_audio
 
 FORMAT = 2  # 2: sections from the analysis registry; the drift skip is keyed cka.drift
@@ -32,12 +33,14 @@ FORMAT = 2  # 2: sections from the analysis registry; the drift skip is keyed ck
 @dataclasses.dataclass
 class Settings:
     """How much to compute. ``batch_size``: utterances per forward pass (HF models: 1); ``max_frames``: frames kept
-    for CKA, CCA and the neuron analyses (kept in float32; CKA's float64 copies bring the peak to about ``20 x max_frames x width`` bytes per
-    layer and model)."""
+    for CKA, CCA and the neuron analyses (kept in float32; CKA's float64 copies bring the peak to about
+    ``20 x max_frames x width`` bytes per layer and model); ``energy_max_utts``: utterances (whole batches, spread
+    over the run's) that the adapter energy's forward + backward passes use, the dearest part of a run."""
 
     analyses: tuple[str, ...] = DEFAULT_ANALYSES
     batch_size: int = 8
     max_frames: int = 5000
+    energy_max_utts: int = 32
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -129,18 +132,27 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
     frames = Frames(frame_labels, per_utt=max(1, math.ceil(settings.max_frames / len(utts)))) if frame_labels else None
     kept: dict[str, list[Batch]] = {label: [] for label in labels}
 
+    PASSES.start_run()
     bar = tqdm(total=len(utts), desc="utterances", unit="utt", disable=not settings.progress)
     for group in _batches(utts, batch_size):
         forwards: dict[str, Forward] = {}
         for m in models:
-            with timer("audio + preprocessing"):
-                audio = [load_audio(u, m.fs) for u in group]
-                batch = m.batch(group, audio)
-            with timer("forward (shared capture)"):
-                forward = forwards[m.label] = shared_forward(m, batch, m.label in branches, m.label in attention)
-            if m.label in decoders:
-                with timer("decoder forward (teacher-forced)"):
-                    forward.decoder = decoder_forward(m, batch, forward)
+            flags = (m.label in branches, m.label in attention, m.label in decoders, batch_size)
+            kept_pass = PASSES.get(pass_key(m), group, flags)
+            if kept_pass is not None:  # the same model, utterances and capture in an earlier run of this process
+                batch, forward = kept_pass
+                forwards[m.label] = forward
+            else:
+                with timer("audio + preprocessing"):
+                    audio = [load_audio(u, m.fs) for u in group]
+                    batch = m.batch(group, audio)
+                with timer("forward (shared capture)"):
+                    forward = forwards[m.label] = shared_forward(m, batch, m.label in branches,
+                                                                 m.label in attention)
+                if m.label in decoders:
+                    with timer("decoder forward (teacher-forced)"):
+                        forward.decoder = decoder_forward(m, batch, forward)
+                PASSES.put(pass_key(m), group, flags, batch, forward)
             for analysis in active:
                 if m.label in runs_on[analysis.name]:
                     with timer(analysis.name):
@@ -166,6 +178,7 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
     for analysis in active:
         run = Run(models={label: by_label[label] for label in runs_on[analysis.name]}, all_labels=labels,
                   frames=frames, batches=kept, batch_size=batch_size, max_frames=settings.max_frames,
+                  energy_max_utts=settings.energy_max_utts,
                   progress=settings.progress, skipped=skipped)
         with timer(analysis.name):
             results.update(analysis.finish(run))

@@ -72,6 +72,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_frames", type=int, default=5000,
                         help="frames kept for CKA, spread over utterances (peak memory about 20 bytes x max_frames "
                              "x width per layer and model: 2.5 GB per model at 24 layers x 1024)")
+    parser.add_argument("--energy_max_utts", type=int, default=32,
+                        help="utterances (whole batches, spread over the data) for the adapter energy's forward + "
+                             "backward passes, trained and untrained: its r x r statistics settle on far fewer "
+                             "tokens than the frame-level ones")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--out", type=Path, required=True, help="output dir")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -82,6 +86,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     # Inputs are checked before ESPnet is imported (10-15 s): a wrong path fails at once.
+    from espnet_peft.analysis.reuse import load_model_once
     from espnet_peft.analysis.sources import (
         AnalysisInputError,
         load_model,
@@ -94,6 +99,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     analyses = tuple(REGISTRY) if args.analyses.strip() == "all" else tuple(a.strip() for a in args.analyses.split(","))
     try:
         settings = Settings(analyses=analyses, batch_size=args.batch_size, max_frames=args.max_frames,
+                            energy_max_utts=args.energy_max_utts,
                             progress=not args.no_progress)
         sources = [resolve_model("A", args.model_a, args.model_a_config, args.model_a_file, args.hf_model_a,
                                  args.task)]
@@ -104,7 +110,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         utts = read_utterances(args.data, args.max_utts, skipped)
         for key, (reason, detail) in sorted(skipped.items()):
             print(f"analyze: skipped {key}: {reason} ({detail})", file=sys.stderr)
-        models = [load_model(label, source, args.device, eager_attention="attention" in settings.analyses)
+        models = [load_model_once(label, source, args.device, "attention" in settings.analyses, load_model)
                   for label, source in zip("AB", sources)]
         results = run_analysis(models, utts, settings, data_name=str(args.data))
         results["skipped_utterances"] = {key: {"reason": r, "detail": d} for key, (r, d) in sorted(skipped.items())}

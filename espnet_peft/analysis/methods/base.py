@@ -51,6 +51,7 @@ class Run:
     batches: Mapping[str, Sequence[Batch]]
     batch_size: int
     max_frames: int
+    energy_max_utts: int                   # utterances the adapter energy's backward passes use at most
     progress: bool
     skipped: dict[str, dict[str, str]]     # analysis -> model label (or "AB") -> reason; finish may add to it
 

@@ -32,6 +32,15 @@ def _loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return model.ctc(encoded, encoded_lengths, batch.ctc_text, batch.ctc_text_lengths)
 
 
+def spread_batches(batches: Sequence[Batch], max_utts: int) -> list[Batch]:
+    """Whole batches spread evenly over ``batches``, as few as hold ``max_utts`` utterances (all when they do not)."""
+    per_batch = max(1, max(len(b.utts) for b in batches))
+    count = min(len(batches), max(1, -(-max_utts // per_batch)))
+    if count == len(batches):
+        return list(batches)
+    return [batches[round(i * (len(batches) - 1) / max(1, count - 1))] for i in range(count)]
+
+
 @register
 class AdapterEnergy(Analysis):
     name = "energy"
@@ -68,7 +77,8 @@ class AdapterEnergy(Analysis):
     def finish(self, run: Run) -> dict[str, Any]:
         energy, versus, losses = {}, {}, {}
         for label, m in run.models.items():
-            energy[label], versus[label], losses[label] = self._energy(m, run.batches[label])
+            batches = spread_batches(run.batches[label], run.energy_max_utts)
+            energy[label], versus[label], losses[label] = self._energy(m, batches)
         return {"energy": energy, "energy_vs_untrained": versus, "energy_loss": losses}
 
     def plot(self, results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:

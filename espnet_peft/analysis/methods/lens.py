@@ -1,7 +1,7 @@
 """The CTC logit lens (``analysis.logit_lens``): the CTC head on every layer, per-layer greedy CER and KL to the
 final layer. ESPnet models with a CTC head, and Hugging Face ``*ForCTC`` models (their ``lm_head``, read from the
-shared pass); the CER needs transcripts (and, for HF, the model's tokenizer). The ESPnet lens's own forward passes see
-the input as the model does (S2T: padding included)."""
+shared pass); the CER needs transcripts (and, for HF, the model's tokenizer). Both read the run's shared pass, which
+sees the input as the model does (S2T: padding included), so the lens costs no forward pass of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from espnet_peft.analysis.forward_pass import Forward
-from espnet_peft.analysis.logit_lens import hf_ctc_lens, logit_lens
+from espnet_peft.analysis.logit_lens import espnet_ctc_lens, hf_ctc_lens
 from espnet_peft.analysis.methods.base import Analysis, Run, WeightedMeans, per_model
 from espnet_peft.analysis.methods.registry import register
 from espnet_peft.analysis.sources import Batch, LoadedModel, is_hf_ctc
@@ -44,8 +44,9 @@ class LogitLens(Analysis):
     def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
         with_cer = batch.refs is not None and model.decode is not None and ref_chars(batch.refs) > 0
         decode, refs = (model.decode, batch.refs) if with_cer else (None, None)
-        if model.is_espnet:
-            lens = logit_lens(model.model, batch.speech, batch.lengths, blank=model.blank, decode=decode, refs=refs)
+        if model.is_espnet:  # the shared pass ran model.encode on the batch's input: its layers are the lens's
+            lens = espnet_ctc_lens(model.model, model.access, forward.capture, blank=model.blank, decode=decode,
+                                   refs=refs)
         else:  # the shared pass ran the whole *ForCTC model: its layers are all the lens needs
             lens = hf_ctc_lens(model.model, forward.capture, blank=model.blank, decode=decode, refs=refs)
         self.means.add(f"{model.label}.kl", lens.kl, float(lens.lengths.sum()))
