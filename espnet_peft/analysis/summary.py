@@ -162,12 +162,13 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
     analyses = collect_analyses(analysis_root)
     if not analyses:
         return []
-    lines = ["", "## Analysis: what changed inside the encoder", "",
+    lines = ["", "## Analysis: what changed inside the model", "",
              "Per adapted model, against the source model on source-domain test audio (`python -m "
              "espnet_peft.bin.analyze`, recipe stage 13). Drift: linear CKA between the source and the adapted "
              "model's representations, layer by layer (1 = unchanged up to rotation and scale); the curves sit "
-             "beside the forgetting numbers. Lens: greedy CTC CER of the CTC head on the adapted model's last "
-             "encoder layer. Energy k90: median over adapter layers of the fewest singular directions holding 90% "
+             "beside the forgetting numbers. Decoder CKA: the same for the attention decoder's layers, "
+             "teacher-forced on the reference transcripts (mean over layers). Lens: greedy CTC CER of the CTC head "
+             "on the adapted model's last encoder layer. Energy k90: median over adapter layers of the fewest singular directions holding 90% "
              "of the bottleneck activations' / gradients' energy."]
     for domain, block in report["domains"].items():
         matched = [(row, next((analyses[d] for d in (Path(p).parent.resolve() for p in row["run_infos"])
@@ -187,12 +188,13 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
             lens_b = (res.get("lens") or {}).get("B") or {}
             lens_cer = lens_b["cer"][-1] if lens_b.get("cer") else None
             energy = energy_medians((res.get("energy") or {}).get("B") or {})
+            decoder = drift_stats((res.get("decoder_drift") or {}).get("drift") or [])
             figures = [f"[{name}]({_link(Path(res['_dir']) / f'{name}.png', links_from)})"
                        for name in ("drift", "cka_AB", "lens", "contribution", "branches", "energy_B", "decoder_drift")
                        if (Path(res["_dir"]) / f"{name}.png").is_file()]
             rows.append([row["label"], _num(forgetting, 2), _num(drift["mean"], 4),
                          f"{_num(drift['min'], 4)} (layer {drift['min_layer']})" if drift["min"] is not None else "-",
-                         _num(drift["last"], 4), _num(lens_cer, 1),
+                         _num(drift["last"], 4), _num(decoder["mean"], 4), _num(lens_cer, 1),
                          f"{_num(energy['act_k90'], 0)} / {_num(energy['grad_k90'], 0)}",
                          f"[summary]({_link(Path(res['_dir']) / 'summary.md', links_from)}) " + " ".join(figures)])
         lines += ["", f"### {domain}", ""]
@@ -201,7 +203,7 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
                                 f"{domain}: drift of each method on source-domain audio")
             lines += [f"![drift per method, {domain}]({_link(figure, links_from)})", ""]
         lines += _table(["method", "forgetting ΔWER src", "mean CKA", "lowest CKA", "last-layer CKA",
-                         "lens CER (last layer, %)", "energy k90 act / grad", "details"], rows)
+                         "decoder mean CKA", "lens CER (last layer, %)", "energy k90 act / grad", "details"], rows)
         models = Path(analysis_root) / domain / "models"
         if (models / "summary.md").is_file():  # stage 13's many-model comparison of the domain
             lines += ["", f"Every method against every other, layer by layer: [summary]"
