@@ -98,7 +98,7 @@ def test_the_probe_recovers_a_planted_low_rank_task(tmp_path: Path) -> None:
         optimizer.step()
     assert probe.finish() == tmp_path / FIGURE and (tmp_path / FIGURE).stat().st_size > 0
     probes = json.loads((tmp_path / RESULT).read_text())["probes"]
-    assert [p["step"] for p in probes] == [0, 50, 100, 150, 200, 250, 300]
+    assert [p["step"] for p in probes] == [0, 50, 100, 150, 200, 250, 300, 301]  # and the final model
     first, last = probes[0]["layers"]["linear"], probes[-1]["layers"]["linear"]
     assert last["act_b"]["k90"] == PLANTED_RANK and last["grad_b"]["k90"] <= PLANTED_RANK
     assert first["act_b"]["k90"] == 0  # B = 0: no update yet
@@ -160,7 +160,9 @@ def test_espnet_training_with_the_probe_is_bit_identical_and_records_curves(pret
     assert not (tmp_path / "plain" / RESULT).exists()
     probes = json.loads((tmp_path / "probed" / RESULT).read_text())["probes"]
     steps = [p["step"] for p in probes]
-    assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 3 and all(s % 2 == 0 for s in steps)
+    assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 3 and all(s % 2 == 0 for s in steps[:-1])
+    reporter = torch.load(tmp_path / "probed" / "checkpoint.pth", weights_only=False)["optimizers"][0]["state"]
+    assert steps[-1] == int(next(iter(reporter.values()))["step"])  # the final model is probed too
     layers = probes[-1]["layers"]
     assert len(layers) == len(adapter_layers_of(pretrained_asr, tmp_path / "probed"))
     assert any(layer["change_norm"]["lora_B"] > 0 for layer in layers.values())

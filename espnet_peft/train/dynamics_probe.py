@@ -6,8 +6,8 @@ Enabled from the adapter config, off by default::
       method: lora
       dynamics_probe: {every_n_steps: 50}    # optional: max_rows (tokens per layer, default 2048)
 
-The first training batch becomes the probe batch. The probe runs on it before the first update and then whenever the
-optimizer's step count reaches a multiple of ``every_n_steps`` (the count comes from the optimizer's state, so it is
+The first training batch becomes the probe batch. The probe runs on it before the first update, whenever the
+optimizer's step count reaches a multiple of ``every_n_steps``, and once more on the final model (the count comes from the optimizer's state, so it is
 right under gradient accumulation and after a resume). Each probe runs the model in eval mode, with autocast off,
 takes gradients of the activations only (no parameter ``.grad`` is touched) and restores the random number
 generators, so training is bit-identical with and without it. It adds no state-dict keys; when disabled nothing is
@@ -128,12 +128,16 @@ class DynamicsProbe:
         atomic_write_text(self.output_dir / RESULT, json.dumps(result, indent=1))
 
     def finish(self) -> Optional[Path]:
-        """Detach, and draw the curves of everything recorded (None when nothing was)."""
+        """Probe the final model (unless the last probe saw it), detach, and draw the curves of everything recorded
+        (None when nothing was)."""
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
         if not self.records:
             return None
+        step = self._step()
+        if all(r["step"] != step for r in self.records):
+            self.probe(step)
         from espnet_peft.analysis.dynamics_plot import plot_dynamics
 
         return plot_dynamics(self.records, self.output_dir / FIGURE)
