@@ -172,3 +172,14 @@ def test_espnet_training_with_the_probe_is_bit_identical_and_records_curves(pret
 def adapter_layers_of(pretrained: PretrainedModel, out: Path) -> list:
     state = torch.load(out / "latest.pth", map_location="cpu", weights_only=False)
     return [k for k in state if k.endswith(".lora_A")]
+
+
+def test_principal_directions_span_the_top_singular_subspace() -> None:
+    from espnet_peft.analysis.dynamics import principal_directions
+
+    g = torch.Generator().manual_seed(3)
+    for shape in ((300, 20), (10, 40)):  # more rows than columns (the Gram's eigenvectors) and fewer (an SVD)
+        rows = torch.randn(*shape, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, shape[1]).double()
+        basis = principal_directions(rows, 5)
+        _, _, vh = torch.linalg.svd(rows, full_matrices=False)
+        torch.testing.assert_close(basis @ basis.T, vh[:5].T @ vh[:5], atol=1e-8, rtol=0)
