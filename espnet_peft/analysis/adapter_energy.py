@@ -107,11 +107,17 @@ class Bottleneck:
 
 def adapter_bottlenecks(model: nn.Module) -> dict[str, Bottleneck]:
     """The ``bottleneck`` probe of every espnet_peft adapter layer of ``model``, keyed by the layer's module name."""
-    return {name: Bottleneck(layer.bottleneck, layer.bottleneck_probe) for name, layer in adapter_layers(model).items()}
+    return adapter_bottlenecks_of(adapter_layers(model))
+
+
+def adapter_bottlenecks_of(layers: Mapping[str, nn.Module]) -> dict[str, Bottleneck]:
+    """The ``bottleneck`` probe of each of these espnet_peft adapter layers, under the same keys."""
+    return {name: Bottleneck(layer.bottleneck, layer.bottleneck_probe) for name, layer in layers.items()}
 
 
 @contextlib.contextmanager
-def _probe(layers: Mapping[str, Bottleneck], outputs: dict[str, list[torch.Tensor]]) -> Iterator[None]:
+def recording_bottlenecks(layers: Mapping[str, Bottleneck], outputs: dict[str, list[torch.Tensor]]
+                          ) -> Iterator[None]:
     """Record every bottleneck output (made differentiable when nothing before it was) while forcing probe paths."""
 
     def make_hook(name: str) -> Callable:
@@ -154,7 +160,7 @@ def adapter_energy(
     accumulators = {name: _GramAccumulator() for name in layers}
     for batch in tqdm(batches, desc="adapter energy", unit="batch"):
         outputs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-        with torch.enable_grad(), _probe(layers, outputs):
+        with torch.enable_grad(), recording_bottlenecks(layers, outputs):
             loss = run_loss(model, batch)
         if loss.dim() != 0 or not loss.requires_grad:
             raise ValueError(

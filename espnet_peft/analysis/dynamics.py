@@ -29,9 +29,9 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from espnet_peft.analysis.adapter_energy import cumulative_energy, k_at
-from espnet_peft.injection import adapter_layers
+from espnet_peft.analysis.adapter_energy import adapter_bottlenecks_of, cumulative_energy, k_at, recording_bottlenecks
 from espnet_peft.dynamics_probe_config import DEFAULT_MAX_ROWS as MAX_ROWS
+from espnet_peft.injection import adapter_layers
 
 
 def _rows(tensor: torch.Tensor, limit: int) -> torch.Tensor:
@@ -88,32 +88,20 @@ def initial_state(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
 
 
 @contextlib.contextmanager
-def _capture(layers: Mapping[str, nn.Module], seen: dict[str, dict[str, torch.Tensor]]) -> Iterator[None]:
-    """Each layer's input, its output and its bottleneck activation (the last call of each)."""
+def _capture(layers: Mapping[str, nn.Module], seen: dict[str, dict[str, torch.Tensor]],
+             bottlenecks: dict[str, list[torch.Tensor]]) -> Iterator[None]:
+    """Each layer's input and output (the last call of each), and its bottleneck activations (``bottlenecks``)."""
 
     def on_layer(name: str) -> Callable:
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            seen[name]["input"] = args[0].detach()
-            seen[name]["output"] = output
-
-        return hook
-
-    def on_bottleneck(name: str) -> Callable:
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
-            replaced = None
-            if not output.requires_grad:  # e.g. a layer whose inputs and adapter are all frozen upstream
-                replaced = output = output.detach().requires_grad_(True)
-            seen[name]["bottleneck"] = output
-            return replaced
+            seen[name] = {"input": args[0].detach(), "output": output}
 
         return hook
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(recording_bottlenecks(adapter_bottlenecks_of(layers), bottlenecks))
         for name, layer in layers.items():
-            seen[name] = {}
-            stack.enter_context(layer.bottleneck_probe())
-            for module, hook in ((layer, on_layer(name)), (layer.bottleneck, on_bottleneck(name))):
-                stack.callback(module.register_forward_hook(hook).remove)
+            stack.callback(layer.register_forward_hook(on_layer(name)).remove)
         yield
 
 
@@ -158,11 +146,14 @@ def probe_dynamics(model: nn.Module, batch: Any, run_loss: Callable[[nn.Module, 
     """
     layers = adapter_layers(model)
     seen: dict[str, dict[str, torch.Tensor]] = {}
-    with torch.enable_grad(), _capture(layers, seen):
+    bottlenecks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with torch.enable_grad(), _capture(layers, seen, bottlenecks):
         loss = run_loss(model, batch)
-    unseen = sorted(name for name, got in seen.items() if "bottleneck" not in got)
+    unseen = sorted(name for name in layers if name not in seen or not bottlenecks[name])
     if unseen:
         raise RuntimeError(f"adapter layers never ran on the probe batch: {unseen[:5]}")
+    for name in layers:
+        seen[name]["bottleneck"] = bottlenecks[name][-1]
     targets = [(name, key) for name in layers for key in ("output", "bottleneck")]
     tensors = [seen[name][key] for name, key in targets]
     found = torch.autograd.grad(loss, tensors, allow_unused=True)

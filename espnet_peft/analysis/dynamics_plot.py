@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from espnet_peft.analysis.plots import save_figure
 from espnet_peft.utils.pyplot import pyplot
 
 #: (panel title, [(curve label, statistic)]); a statistic is a key of a layer record, or "<key>.k90"
@@ -52,9 +53,4 @@ def plot_dynamics(probes: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"adapter training dynamics (mean over {len(probes[0]['layers'])} layers)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -29,7 +29,8 @@ def _finite(values: Sequence[Optional[float]]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG (making its dir) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -64,7 +65,7 @@ def heatmap(matrix: Sequence[Sequence[Optional[float]]], path: Path, title: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def layer_curves(path: Path, title: str, panels: Sequence[tuple[str, Mapping[str, Sequence[Optional[float]]]]],
@@ -86,7 +87,7 @@ def layer_curves(path: Path, title: str, panels: Sequence[tuple[str, Mapping[str
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_drift(curves: Mapping[str, Sequence[Optional[float]]], path: Path, title: str,
@@ -128,7 +129,7 @@ def plot_energy(energy: Mapping[str, Mapping[str, Any]], path: Path, title: str)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_map(points: Sequence[Sequence[float]], labels: Sequence[str], path: Path, title: str) -> Path:
@@ -142,5 +143,5 @@ def plot_map(points: Sequence[Sequence[float]], labels: Sequence[str], path: Pat
     ax.set_ylabel("MDS 2")
     ax.grid(alpha=0.3)
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 

@@ -32,7 +32,7 @@ _models: "OrderedDict[Hashable, LoadedModel]" = OrderedDict()
 
 
 def _file_stamp(source: ModelSource) -> tuple:
-    files = [p for p in (source.config, source.model_file, source.path, getattr(source, "adapter", None)) if p]
+    files = [p for p in (source.config, source.model_file, source.path, source.adapter) if p]
     return tuple((str(p), p.stat().st_mtime_ns if p.exists() else None) for p in files)
 
 

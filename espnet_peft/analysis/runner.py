@@ -137,7 +137,7 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
     for group in _batches(utts, batch_size):
         forwards: dict[str, Forward] = {}
         for m in models:
-            flags = (m.label in branches, m.label in attention, m.label in decoders, batch_size)
+            flags = (m.label in branches, m.label in attention, m.label in decoders)
             kept_pass = PASSES.get(pass_key(m), group, flags)
             if kept_pass is not None:  # the same model, utterances and capture in an earlier run of this process
                 batch, forward = kept_pass

@@ -68,7 +68,6 @@ class DynamicsProbe:
         self.forwards = 0  # training forwards seen: the step count when the optimizer keeps none (plain SGD)
         self.start: Optional[dict[str, Any]] = None
         self.records: list[dict[str, Any]] = []
-        self.running = False
         self.handle = None
 
     def attach(self) -> "DynamicsProbe":
@@ -90,7 +89,7 @@ class DynamicsProbe:
         return self.forwards
 
     def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if self.running or not module.training:
+        if not module.training:  # validation, and the probe's own forward (it runs the model in eval mode)
             return
         if self.start is None:
             self.start = {"batch": _on_cpu(kwargs), "maps": _on_cpu(initial_state(module))}
@@ -104,21 +103,16 @@ class DynamicsProbe:
         """Measure now and append the record to ``adapter_dynamics.json``."""
         device = next(self.model.parameters()).device
         modes = {m: m.training for m in self.model.modules()}
-        cpu_rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-        self.running = True
-        try:
-            self.model.eval()
-            with torch.autocast(device_type=device.type, enabled=False):
-                layers = probe_dynamics(self.model, _to(self.start["batch"], device), self.run_loss,
-                                        _to(self.start["maps"], device), max_rows=self.config.max_rows)
-        finally:
-            self.running = False
-            for m, training in modes.items():
-                m.training = training
-            torch.set_rng_state(cpu_rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
+        # fork_rng: training draws the same random numbers afterwards as without the probe
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            try:
+                self.model.eval()
+                with torch.autocast(device_type=device.type, enabled=False):
+                    layers = probe_dynamics(self.model, _to(self.start["batch"], device), self.run_loss,
+                                            _to(self.start["maps"], device), max_rows=self.config.max_rows)
+            finally:
+                for m, training in modes.items():
+                    m.training = training
         self.records.append({"step": step, "layers": layers})
         self._write()
         logging.info("espnet_peft: adapter dynamics probed at step %d (%s)", step, self.output_dir / RESULT)
