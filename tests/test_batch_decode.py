@@ -125,3 +125,54 @@ def test_text_prefix_scores_the_transcript_as_ctc_does_and_the_prompt_prefix_bar
         assert total == pytest.approx(expected, abs=1e-4)
     else:
         assert total < expected - 1.0
+
+
+class _ScriptedS2T(torch.nn.Module):
+    """An S2T stand-in whose next-token scores depend on the last token and the length: a known greedy path."""
+
+    def __init__(self, vocab: int, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.table = torch.randn(vocab, vocab, generator=generator) * 2.0
+        self.decoder = self
+
+    def encode(self, speech: torch.Tensor, lengths: torch.Tensor) -> tuple:
+        return speech[:, :40].unsqueeze(-1).repeat(1, 1, 4), lengths
+
+    def forward_one_step(self, ys: torch.Tensor, mask, memory, cache=None) -> tuple:
+        scores = self.table[ys[:, -1]] + 0.3 * ys.size(1) * (torch.arange(self.table.size(0)) == 2)  # eos = 2
+        return torch.log_softmax(scores, dim=-1), [torch.zeros(ys.size(0), 1)]
+
+
+def _reference_greedy(model: _ScriptedS2T, prompt, penalty: float, steps: int) -> list:
+    """Greedy search written out one row at a time: argmax of log p minus the penalty on word-opening pieces."""
+    ys, hyp = list(prompt.primer), []
+    for _ in range(steps):
+        logp, _ = model.forward_one_step(torch.tensor([ys]), None, None)
+        logp[0, prompt.suppressed] = float("-inf")
+        logp[0, prompt.word_starts] -= penalty
+        token = int(logp[0].argmax())
+        if token == prompt.eos:
+            break
+        hyp.append(token)
+        ys.append(token)
+    return hyp
+
+
+def test_word_penalty_lowers_only_the_pieces_that_open_a_word() -> None:
+    from espnet_peft.inference.greedy import greedy_decode, make_prompt
+
+    tokens = ["<blank>", "<unk>", "<sos/eos>", "<eng>", "<asr>", "<notimestamps>", "<0.00>", "<3.50>",
+              *[("\u2581" if i % 2 else "") + f"p{i}" for i in range(24)]]
+    prompt = make_prompt(tokens, sos=2, eos=2, blank=0, lang_sym="<eng>", task_sym="<asr>",
+                         notime_sym="<notimestamps>", first_time_sym="<0.00>", last_time_sym="<3.50>")
+    assert prompt.word_starts == [i for i, t in enumerate(tokens) if t.startswith("\u2581")]
+    speech = torch.zeros(1, 40)
+    words = {}
+    for seed in range(4):
+        model = _ScriptedS2T(len(tokens), seed)
+        for penalty in (0.0, 0.7, 3.0):
+            ours = greedy_decode(model, speech, prompt, maxlenratio=-12.0, word_penalty=penalty)[0]
+            assert ours == _reference_greedy(model, prompt, penalty, steps=12), (seed, penalty)
+            words[seed, penalty] = sum(t in prompt.word_starts for t in ours)
+    assert any(words[s, 3.0] < words[s, 0.0] for s in range(4))  # the penalty changed some paths

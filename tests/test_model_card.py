@@ -74,3 +74,27 @@ def test_card_has_the_checksum_the_command_and_ratios_to_the_reference_set(exp_d
 def test_a_set_without_scores_is_named_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="accent_test/score_wer/summary.json"):
         model_card.set_scores(tmp_path, ["accent_test"])
+
+
+def test_a_continued_second_part_is_its_own_line_and_adds_its_time_and_validation(exp_dir: Path,
+                                                                                   tmp_path: Path) -> None:
+    continued = exp_dir / model_card.CONTINUED_DIR
+    continued.mkdir()
+    second = {**CONFIG, "max_epoch": 2, "optim_conf": {"lr": 0.001}, "specaug": "specaug",
+              "specaug_conf": {"num_freq_mask": 2}}
+    (continued / "config.yaml").write_text(yaml.safe_dump(second), encoding="utf-8")
+    (continued / "train.log").write_text("\n".join([
+        "[vm] 2026-12-04 05:00:00,000 (launch:348) INFO: start",
+        _epoch_line("05:10:00", 1, 0.96), _epoch_line("05:12:00", 2, 0.97)]) + "\n", encoding="utf-8")
+    decode = tmp_path / "decode"
+    _score(decode, "source_test", 8.0, 0)
+    summary = model_card.training_summary(exp_dir)
+    assert summary["steps"] == 1000 and summary["continued"]["steps"] == 500
+    card = model_card.render("m.zip", "ab" * 32, 2_000_000, 1234, summary, {}, model_card.set_scores(
+        decode, ["source_test"]), "source_test", "./run.sh --retrain_source true", "2 CPU cores")
+    first, second_line = (line for line in card.splitlines() if line.startswith(("- training:", "- then,")))
+    assert "{'lr': 0.003}" in first and "no SpecAugment" in first
+    assert "`continued/`" in second_line and "500 steps (2 epochs x 250 steps)" in second_line
+    assert "specaug {'num_freq_mask': 2}" in second_line and "{'lr': 0.001}" in second_line
+    assert "0.87 h of training in 3 pieces" in card  # 40 min of the first part + 12 min of the second
+    assert "last validation epoch (second part, 2): attention accuracy 0.970" in card

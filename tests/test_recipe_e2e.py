@@ -65,6 +65,10 @@ def test_every_stage_leaves_its_outputs(finished: Path) -> None:
                 assert (finished / "dump" / "raw" / f"{domain}_{split}" / name).is_file(), name
     assert (finished / "data" / "token_list" / "bpe.model").is_file()
     assert (finished / "exp" / "source" / "model.pth").exists()
+    # --quick trains the source model in two parts, as the shipped one was: the model is the second part's
+    assert (finished / "exp" / "source" / "continued" / ".done").is_file()
+    assert os.readlink(finished / "exp" / "source" / "model.pth") == "continued/valid.acc.ave.pth"
+    assert "specaug: specaug" in (finished / "exp" / "source" / "continued" / "config.yaml").read_text()
     for domain in DOMAINS:
         for method in METHODS:
             name = f"{domain}_{method}_s0"
@@ -148,6 +152,7 @@ def test_rerunning_finished_stages_changes_nothing(finished: Path) -> None:
     before = snapshot(finished)
     result = run_recipe(finished, "--stage", "1", "--stop_stage", "13")
     assert "skip exp/source: already trained" in result.stderr
+    assert "skip exp/source/continued: already trained" in result.stderr
     # stage 8 decodes every experiment in one process: its log says what the decode fingerprints let it skip
     assert "skip decoding exp/child_lora_s0/decode/child_test" in (finished / "exp" / "decode_logdir" /
                                                                     "decode.1.log").read_text()

@@ -59,7 +59,7 @@ def decode_settings(args: argparse.Namespace, task: str) -> dict:
         return {**settings, "search": "ctc_greedy"}
     return {**settings, "search": "greedy", "maxlenratio": args.maxlenratio, "ctc_weight": args.ctc_weight,
             "ctc_candidates": args.ctc_candidates if args.ctc_weight > 0 else None,
-            "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None}
+            "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None, "word_penalty": args.word_penalty}
 
 
 def is_current(out_dir: Path, settings: dict, wav_scp: Path) -> bool:
@@ -101,6 +101,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ctc_prefix", choices=CTC_PREFIXES, default="text",
                         help="text: CTC scores the transcript after the prompt (as ESPnet 202611's beam search); prompt: "
                         "the prompt tokens count as emitted labels, as in ESPnet 202511's (bars the first frames)")
+    parser.add_argument("--word_penalty", type=float, default=0.0,
+                        help="subtracted from the score of every piece that opens a word (a word insertion penalty; "
+                        "0: ESPnet's choices)")
     return parser
 
 
@@ -167,7 +170,7 @@ def load_decoder(task: str, args: argparse.Namespace) -> tuple:
                          train_args.preprocessor_conf["first_time_symbol"],
                          train_args.preprocessor_conf["last_time_symbol"])
     return model, train_args, lambda speech: greedy_decode(model, speech, prompt, args.maxlenratio, args.ctc_weight,
-                                                           args.ctc_candidates, args.ctc_prefix)
+                                                           args.ctc_candidates, args.ctc_prefix, args.word_penalty)
 
 
 if __name__ == "__main__":

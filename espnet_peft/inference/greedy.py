@@ -33,7 +33,7 @@ end later than ESPnet's: open); and that the text prefix scores the first token 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -46,7 +46,8 @@ CTCPrefixScoreTH = legacy_nets("ctc_prefix_score").CTCPrefixScoreTH
 subsequent_mask = legacy_nets("pytorch_backend.transformer.mask").subsequent_mask
 
 CTC_CANDIDATES = 10  # tokens rescored by CTC per step (ESPnet's pre-beam of a 6-7 wide beam)
-CTC_PREFIXES = ("text", "prompt")  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
+CTC_PREFIXES = ("text", "prompt")
+WORD_START = "\u2581"  # sentencepiece's mark of a piece that begins a word  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Prompt:
     eos: int
     blank: int
     suppressed: List[int]        # timestamp tokens: never emitted after <notimestamps>
+    word_starts: List[int] = field(default_factory=list)  # pieces that open a word ("\u2581..."): --word_penalty
 
 
 def make_prompt(token_list: Sequence[str], sos: int, eos: int, blank: int, lang_sym: str, task_sym: str,
@@ -68,7 +70,8 @@ def make_prompt(token_list: Sequence[str], sos: int, eos: int, blank: int, lang_
             raise ValueError(f"{symbol!r} is not in the model's token list: check --lang_sym/--task_sym and the "
                              "model's preprocessor_conf")
     return Prompt(primer=[sos, index[lang_sym], index[task_sym], index[notime_sym]], eos=eos, blank=blank,
-                  suppressed=list(range(index[first_time_sym], index[last_time_sym] + 1)))
+                  suppressed=list(range(index[first_time_sym], index[last_time_sym] + 1)),
+                  word_starts=[i for i, token in enumerate(token_list) if token.startswith(WORD_START)])
 
 
 def fixed_window(waveforms: Sequence[np.ndarray], n_samples: int) -> torch.Tensor:
@@ -123,11 +126,14 @@ class _CTCPrefix:
 @torch.no_grad()
 def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, maxlenratio: float = 0.0,
                   ctc_weight: float = 0.0, ctc_candidates: int = CTC_CANDIDATES,
-                  ctc_prefix: str = "text") -> List[List[int]]:
+                  ctc_prefix: str = "text", word_penalty: float = 0.0) -> List[List[int]]:
     """Token ids (prompt and ``<eos>`` removed, blanks dropped) for every row of ``speech`` ``[batch, samples]``.
 
     ``model`` is an ESPnet S2T model (``encode`` + a Transformer-style ``decoder.forward_one_step``, and ``ctc`` when
-    ``ctc_weight > 0``) in eval mode. ``ctc_prefix``: see the module docstring.
+    ``ctc_weight > 0``) in eval mode. ``ctc_prefix``: see the module docstring. ``word_penalty``: subtracted from
+    the score of every piece that opens a word (``prompt.word_starts``), a word insertion penalty: a sound the
+    model cannot place then rather extends a word or ends the hypothesis than starts one more word (0: ESPnet's
+    choices).
     """
     if not 0.0 <= ctc_weight < 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1): got {ctc_weight} (1 would be CTC decoding)")
@@ -148,15 +154,27 @@ def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, 
         steps = min(steps, frames - len(prompt.primer) + 2 + skip)
     cache: Optional[List[torch.Tensor]] = None
     hyps: List[List[int]] = [[] for _ in range(batch)]
+    penalties: dict = {}
+
+    def new_word(logp: torch.Tensor) -> torch.Tensor | float:
+        """``[vocab]`` word_penalty on the word-opening pieces (built once), or 0."""
+        if not word_penalty:
+            return 0.0
+        if "row" not in penalties:
+            row = torch.zeros(logp.size(-1), dtype=logp.dtype, device=logp.device)
+            row[prompt.word_starts] = word_penalty
+            penalties["row"] = row
+        return penalties["row"]
+
     for step in range(steps):
         mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
         logp, cache = model.decoder.forward_one_step(ys, mask, memory, cache=cache)
         logp[:, prompt.suppressed] = float("-inf")
         if ctc is None:
-            token = logp.argmax(dim=-1)
+            token = (logp - new_word(logp)).argmax(dim=-1)
         else:
             candidates = logp.topk(min(ctc_candidates, logp.size(-1)), dim=-1).indices
-            joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates)
+            joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates) - new_word(logp)
             token = candidates.gather(1, joint.gather(1, candidates).argmax(dim=-1, keepdim=True)).squeeze(1)
             ctc.advance(token)
         ended = token == prompt.eos

@@ -16,6 +16,8 @@ import yaml
 
 #: an ESPnet trainer line with the validation results of one epoch
 _VALID_LINE = re.compile(r"(\d+)epoch results: .*\[valid\] (.*?)(?:, time=|$)")
+#: where stage 5 trains on from the first part's averaged model (peft.sh --source_continue_config)
+CONTINUED_DIR = "continued"
 #: the timestamp that starts an ESPnet log line ("[host] 2026-12-03 21:29:26,170 (trainer:...")
 _LOG_TIME = re.compile(r"^\[[^\]]*\] (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 
@@ -72,30 +74,54 @@ def search_description(decode_dir: Path, set_name: str) -> str:
     if settings.get("ctc_weight"):
         prefix = ("the prompt counted as labels (ESPnet 202511's)" if settings.get("ctc_prefix") == "prompt"
                   else "the transcript after the prompt")
+        penalty = f", word insertion penalty {settings['word_penalty']}" if settings.get("word_penalty") else ""
         return (f"batched joint CTC/attention greedy: CTC weight {settings['ctc_weight']}, the decoder's "
-                f"{settings['ctc_candidates']} best tokens rescored per step, CTC prefix: {prefix}")
+                f"{settings['ctc_candidates']} best tokens rescored per step, CTC prefix: {prefix}{penalty}")
     return "batched greedy, attention decoder alone"
 
 
 def training_summary(exp_dir: Path) -> Dict[str, Any]:
+    """The training of the model in ``exp_dir``, with ``continued``: the same for its second part when stage 5
+    trained on from the first part's averaged model (``<exp_dir>/continued``, peft.sh ``--source_continue_config``)."""
     config = yaml.safe_load((exp_dir / "config.yaml").read_text(encoding="utf-8"))
+    summary = {**_schedule(config, exp_dir), "encoder": config["encoder"], "encoder_conf": config["encoder_conf"],
+               "decoder": config["decoder"], "decoder_conf": config["decoder_conf"],
+               "ctc_weight": config["model_conf"].get("ctc_weight"),
+               "speech_length": config["preprocessor_conf"]["speech_length"], "tokens": len(config["token_list"])}
+    continued = exp_dir / CONTINUED_DIR
+    if (continued / "config.yaml").is_file():
+        summary["continued"] = _schedule(yaml.safe_load((continued / "config.yaml").read_text(encoding="utf-8")),
+                                         continued)
+    return summary
+
+
+def _schedule(config: Mapping[str, Any], exp_dir: Path) -> Dict[str, Any]:
+    """How one training run went: steps, optimiser, augmentation, wall time, its last validation."""
     steps = int(config["max_epoch"]) * int(config["num_iters_per_epoch"])
     return {"steps": steps, "epochs": config["max_epoch"], "batch_size": config["batch_size"],
             "optim": config["optim"], "optim_conf": config.get("optim_conf"), "scheduler": config.get("scheduler"),
             "scheduler_conf": config.get("scheduler_conf"), "seed": config.get("seed"),
-            "encoder": config["encoder"], "encoder_conf": config["encoder_conf"], "decoder": config["decoder"],
-            "decoder_conf": config["decoder_conf"], "ctc_weight": config["model_conf"].get("ctc_weight"),
-            "speech_length": config["preprocessor_conf"]["speech_length"], "tokens": len(config["token_list"]),
+            "specaug": config.get("specaug"), "specaug_conf": config.get("specaug_conf"),
             "wall_time_s": training_wall_time(exp_dir), "runs": len(list(exp_dir.glob("train*.log"))),
             "valid": last_valid_results(exp_dir)}
+
+
+def _schedule_line(run: Mapping[str, Any]) -> str:
+    augment = f", {run['specaug']} {run['specaug_conf']}" if run.get("specaug") else ", no SpecAugment"
+    return (f"{run['steps']:,} steps ({run['epochs']} epochs x {run['steps'] // int(run['epochs'])} steps) of batch "
+            f"{run['batch_size']}, {run['optim']} {run['optim_conf']}, {run['scheduler']} {run['scheduler_conf']}"
+            f"{augment}, seed {run['seed']}")
 
 
 def render(name: str, sha256: str, size_bytes: int, n_params: int, training: Mapping[str, Any],
            corpus: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]], reference_set: str, command: str,
            hardware: str, notes: Optional[List[str]] = None, search: str = "greedy decoding, batched") -> str:
     """The card as Markdown."""
-    wall = training.get("wall_time_s")
-    valid = training.get("valid") or {}
+    continued = training.get("continued")
+    parts = [training, *([continued] if continued else [])]
+    wall = sum(part.get("wall_time_s") or 0.0 for part in parts)
+    runs = sum(part.get("runs") or 0 for part in parts)
+    valid = (continued or training).get("valid") or {}
     lines = [
         f"# {name}: the embedded source model", "",
         "A small OWSM-v3.1-style speech-to-text model (S2T task, E-Branchformer encoder, Transformer decoder, "
@@ -109,13 +135,12 @@ def render(name: str, sha256: str, size_bytes: int, n_params: int, training: Map
         f"{training['tokens']} tokens; {training['speech_length']} s input window; CTC weight {training['ctc_weight']}",
         "", "## How it was made", "",
         f"Command (from `egs2/synthetic/peft1`): `{command}`", "",
-        f"- training: {training['steps']:,} steps ({training['epochs']} epochs x "
-        f"{training['steps'] // int(training['epochs'])} steps) of batch {training['batch_size']}, "
-        f"{training['optim']} {training['optim_conf']}, {training['scheduler']} {training['scheduler_conf']}, "
-        f"seed {training['seed']}",
-        f"- hardware: {hardware}; {wall / 3600:.2f} h of training in {training['runs']} pieces (resumed from "
+        f"- training: {_schedule_line(training)}",
+        *([f"- then, from that part's averaged model (`{CONTINUED_DIR}/`): {_schedule_line(continued)}"]
+          if continued else []),
+        f"- hardware: {hardware}; {wall / 3600:.2f} h of training in {runs} piece{'s' * (runs != 1)} (resumed from "
         "checkpoint.pth), from the timestamps of its train*.log" if wall else f"- hardware: {hardware}",
-        f"- last validation epoch ({valid.get('epoch', '?')}): attention accuracy "
+        f"- last validation epoch ({'second part, ' if continued else ''}{valid.get('epoch', '?')}): attention accuracy "
         f"{valid.get('acc', float('nan')):.3f}, CTC CER {valid.get('cer_ctc', float('nan')):.3f}",
         f"- corpus generator: seed {corpus.get('seed')}, sentences of at most {corpus.get('max_words')} words, "
         f"{corpus.get('sample_rate')} Hz",

@@ -33,6 +33,8 @@ source_model=             # empty: pretrain the embedded model; a dir (config.ya
 source_sha256=            # expected sha256 of a packed --source_model (a shipped model): refused if it differs
 retrain_source=false      # true: train the source model here (stages 4-5) even when --source_model is given
 source_config=conf/train_source.yaml
+source_continue_config=   # non-empty: stage 5 trains on from the source model's averaged checkpoint, in
+                          # exp/source/continued, with these keys over its config.yaml (e.g. SpecAugment)
 finetune_config=conf/finetune.yaml
 full_finetune_config=conf/finetune_full.yaml
 peft_conf_dir=conf/peft   # <method>.yaml holds that method's adapter_conf (budget is added here)
@@ -48,6 +50,8 @@ decoder=batch_greedy      # batch_greedy: espnet_peft.bin.s2t_batch_inference (m
                           # espnet2.bin.s2t_inference_ctc (s2t_ctc) + inference_args
 decode_ctc_weight=0.5     # batch_greedy, s2t: joint CTC/attention greedy (CTC rescores the decoder's 10 best tokens
                           # per step), which does not loop; 0: the decoder alone (= s2t_inference --beam_size 1)
+decode_word_penalty=0     # batch_greedy, s2t: subtracted from the score of every piece that opens a word (a word
+                          # insertion penalty; 0: ESPnet's choices)
 decode_batch_size=64      # utterances per forward pass of batch_greedy
 inference_args=           # decoder=espnet only; empty: greedy ("--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0"
                           # for s2t, "--beam_size 1" for s2t_ctc)
@@ -185,7 +189,7 @@ batch_decode_args() {  # <config> <model_file> <decode_root> <set>...: one argum
   shift 3
   for set in "$@"; do sets+=" --set dump/raw/${set} ${root}/${set}"; done
   echo "--s2t_train_config ${config} --s2t_model_file ${model} --batch_size ${decode_batch_size} --device ${decode_device}" \
-       "--ctc_weight ${decode_ctc_weight} --lang_sym ${lang_token} --task_sym ${task_token}${sets}"
+       "--ctc_weight ${decode_ctc_weight} --word_penalty ${decode_word_penalty} --lang_sym ${lang_token} --task_sym ${task_token}${sets}"
 }
 
 batch_decode() {  # every set in one process; a set is redone unless decode_info.json matches model and settings
@@ -325,7 +329,25 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     fi
     train "${source_dir}" "${source_train_set}" "${source_dev_set}" "${source_config}" "${stats_args[@]}"
     # ESPnet writes valid.<metric>.ave.pth (the average of the keep_nbest_models best epochs) when training ends
-    ln -sf "valid.${best_name}.ave.pth" "${source_dir}/model.pth"
+    model_file="valid.${best_name}.ave.pth"
+    if [ -n "${source_continue_config}" ]; then
+      continued=${source_dir}/continued
+      log "Stage 5: train on from ${source_dir}/${model_file} with ${source_continue_config} (in ${continued})"
+      mkdir -p "${continued}"
+      # config.yaml of the first part with the continuation's keys; fine-tuning keeps using the first part's
+      # config.yaml, so a retrained and a fetched (packed) source model give the same fine-tuning configs
+      ${python} -m espnet_peft.bin.make_finetune_config --base "${source_dir}/config.yaml" \
+        --overrides "${source_continue_config}" --method full --out "${continued}/train.yaml.new"
+      if [ -f "${continued}/.done" ] && ! cmp -s "${continued}/train.yaml.new" "${continued}/train.yaml"; then
+        log "ERROR: ${continued} was trained with other settings (diff ${continued}/train.yaml" \
+            "${continued}/train.yaml.new); remove ${continued} to train it again with these"
+        exit 1
+      fi
+      train "${continued}" "${source_train_set}" "${source_dev_set}" "${continued}/train.yaml" \
+        --init_param "${source_dir}/${model_file}"
+      model_file="continued/${model_file}"
+    fi
+    ln -sfn "${model_file}" "${source_dir}/model.pth"
   fi
 fi
 

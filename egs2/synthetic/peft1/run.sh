@@ -25,6 +25,7 @@ if [ "${1:-}" = --quick ]; then
   shift
   sweep="ssvd_o:outer_share=1"   # one point beside the default: the sweep's plumbing and plot, at little cost
   mode_opts=(--retrain_source true --source_config "${quick_source}"
+             --source_continue_config conf/quick/train_source_specaug.yaml
              --finetune_config conf/quick/finetune.yaml --full_finetune_config conf/quick/finetune_full.yaml
              --bpe_vocab_size 60 --budget 8000
              --local_data_opts "--sizes train=12,dev=4,test=6,source.newtext=4 --speakers train=3,dev=2,test=2")
@@ -44,11 +45,13 @@ exec ./peft.sh \
     --source_model_test_sets source_newtext \
     --target_domains "child accent" \
     --source_config conf/train_source.yaml \
+    --source_continue_config conf/train_source_specaug.yaml \
     --finetune_config conf/finetune.yaml \
     --full_finetune_config conf/finetune_full.yaml \
     --speech_length 3.5 \
     --max_sec 3.4 \
     --budget 40000 \
+    --decode_word_penalty 1.0 \
     --train_jobs 2 \
     --sweep "${sweep}" \
     "${mode_opts[@]}" \
