@@ -154,27 +154,19 @@ def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, 
         steps = min(steps, frames - len(prompt.primer) + 2 + skip)
     cache: Optional[List[torch.Tensor]] = None
     hyps: List[List[int]] = [[] for _ in range(batch)]
-    penalties: dict = {}
-
-    def new_word(logp: torch.Tensor) -> torch.Tensor | float:
-        """``[vocab]`` word_penalty on the word-opening pieces (built once), or 0."""
-        if not word_penalty:
-            return 0.0
-        if "row" not in penalties:
-            row = torch.zeros(logp.size(-1), dtype=logp.dtype, device=logp.device)
-            row[prompt.word_starts] = word_penalty
-            penalties["row"] = row
-        return penalties["row"]
-
+    new_word: torch.Tensor | float = 0.0  # [vocab]: word_penalty on the pieces that open a word
     for step in range(steps):
         mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
         logp, cache = model.decoder.forward_one_step(ys, mask, memory, cache=cache)
         logp[:, prompt.suppressed] = float("-inf")
+        if word_penalty and step == 0:
+            new_word = torch.zeros_like(logp[0])
+            new_word[prompt.word_starts] = word_penalty
         if ctc is None:
-            token = (logp - new_word(logp)).argmax(dim=-1)
-        else:
+            token = (logp - new_word).argmax(dim=-1)
+        else:  # the penalty joins the weighted sum, after the decoder's pre-beam, as ESPnet's scorers do
             candidates = logp.topk(min(ctc_candidates, logp.size(-1)), dim=-1).indices
-            joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates) - new_word(logp)
+            joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates) - new_word
             token = candidates.gather(1, joint.gather(1, candidates).argmax(dim=-1, keepdim=True)).squeeze(1)
             ctc.advance(token)
         ended = token == prompt.eos
