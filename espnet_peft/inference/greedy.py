@@ -46,8 +46,8 @@ CTCPrefixScoreTH = legacy_nets("ctc_prefix_score").CTCPrefixScoreTH
 subsequent_mask = legacy_nets("pytorch_backend.transformer.mask").subsequent_mask
 
 CTC_CANDIDATES = 10  # tokens rescored by CTC per step (ESPnet's pre-beam of a 6-7 wide beam)
-CTC_PREFIXES = ("text", "prompt")
-WORD_START = "\u2581"  # sentencepiece's mark of a piece that begins a word  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
+CTC_PREFIXES = ("text", "prompt")  # what the CTC scorer sees: the transcript after the prompt, or prompt + transcript
+WORD_START = "\u2581"  # sentencepiece's mark of a piece that begins a word
 
 
 @dataclass(frozen=True)
