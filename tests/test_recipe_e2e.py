@@ -310,3 +310,27 @@ def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(f
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
+
+
+def test_a_finished_training_whose_settings_changed_is_refused_and_kept(finished: Path, tmp_path: Path) -> None:
+    """Stage 5's second part and a stage-7 run, both finished, with a changed setting: refused, nothing retrained."""
+    copy = tmp_path / "egs2"
+    shutil.copytree(finished.parents[1], copy, symlinks=True)
+    recipe_dir = copy / "synthetic" / "peft1"
+    continued = recipe_dir / "exp" / "source" / "continued"
+    trained = (continued / "train.yaml").read_text()
+    continue_config = recipe_dir / "conf" / "quick" / "train_source_specaug.yaml"
+    continue_config.write_text(continue_config.read_text().replace("num_iters_per_epoch: 2", "num_iters_per_epoch: 3"))
+    refused = subprocess.run(recipe_command("--stage", "5", "--stop_stage", "5"), cwd=recipe_dir, env=recipe_env(),
+                             capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert (f"ERROR: {continued.relative_to(recipe_dir)} was trained with other settings" in refused.stderr)
+    assert (continued / "train.yaml").read_text() == trained
+
+    experiment = recipe_dir / "exp" / "child_lora_s0"
+    trained = (experiment / "train.yaml").read_text()
+    refused = subprocess.run(recipe_command("--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT, "--budget", "9000"),
+                             cwd=recipe_dir, env=recipe_env(), capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "ERROR: exp/child_lora_s0 was trained with other settings" in refused.stderr
+    assert (experiment / "train.yaml").read_text() == trained

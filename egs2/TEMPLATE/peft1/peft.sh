@@ -180,6 +180,17 @@ train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet tr
   touch "${dir}/.done"
 }
 
+trained_with_other_settings() {  # <exp_dir>: true (and says so) when a finished run's new train.yaml.new differs
+  local dir=$1
+  if [ -f "${dir}/.done" ] && ! cmp -s "${dir}/train.yaml.new" "${dir}/train.yaml"; then
+    # a finished run keeps the config it was trained with: its results would otherwise be mislabelled
+    log "ERROR: ${dir} was trained with other settings (diff ${dir}/train.yaml ${dir}/train.yaml.new);" \
+        "remove ${dir} to retrain it with these"
+    return 0
+  fi
+  return 1
+}
+
 decode() {  # <config> <model_file> <decode_root> <set>...: hypotheses in <decode_root>/<set>/text
   if [ "${decoder}" = batch_greedy ]; then batch_decode "$@"; else espnet_decode "$@"; fi
 }
@@ -338,11 +349,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       # config.yaml, so a retrained and a fetched (packed) source model give the same fine-tuning configs
       ${python} -m espnet_peft.bin.make_finetune_config --base "${source_dir}/config.yaml" \
         --overrides "${source_continue_config}" --method full --out "${continued}/train.yaml.new"
-      if [ -f "${continued}/.done" ] && ! cmp -s "${continued}/train.yaml.new" "${continued}/train.yaml"; then
-        log "ERROR: ${continued} was trained with other settings (diff ${continued}/train.yaml" \
-            "${continued}/train.yaml.new); remove ${continued} to train it again with these"
-        exit 1
-      fi
+      if trained_with_other_settings "${continued}"; then exit 1; fi
       train "${continued}" "${source_train_set}" "${source_dev_set}" "${continued}/train.yaml" \
         --init_param "${source_dir}/${model_file}"
       model_file="continued/${model_file}"
@@ -371,10 +378,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
       --overrides "$([ "${method}" = full ] && echo "${full_finetune_config}" || echo "${finetune_config}")" \
       --method "${method}" --peft_conf_dir "${peft_conf_dir}" --budget "${budget}" --seed "${seed}" \
       $(set_opts "${settings}") --out "${dir}/train.yaml.new"
-    if [ -f "${dir}/.done" ] && ! cmp -s "${dir}/train.yaml.new" "${dir}/train.yaml"; then
-      # a finished run keeps the config it was trained with: its results would otherwise be mislabelled
-      log "ERROR: ${dir} was trained with other settings (diff ${dir}/train.yaml ${dir}/train.yaml.new);" \
-          "remove ${dir} to retrain it with these"
+    if trained_with_other_settings "${dir}"; then
       failed+=("${dir}")
       continue
     fi
