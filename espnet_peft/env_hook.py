@@ -2,17 +2,16 @@
 the plugin. The package installs ``espnet_peft_env_hook.pth``, which imports this module at interpreter start-up;
 with ``ESPNET_PEFT=1`` in the environment it arranges that, as soon as ``espnet2.tasks.asr`` / ``s2t`` / ``s2t_ctc``
 is imported, its task class is replaced by the plugin subclass. Spawned DDP children inherit the environment and
-run the same start-up, so every process sees the plugin. Without the variable this module does nothing else.
+run the same start-up, so every process sees the plugin. It also lets ESPnet's Whisper encoder and decoder load a
+converted checkpoint by name (``espnet_peft.whisper.offline``; active only with ``ESPNET_PEFT_WHISPER_DIR`` set).
+Without ``ESPNET_PEFT`` this module does nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.abc
-import importlib.machinery
 import os
-import sys
 from types import ModuleType
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -71,31 +70,13 @@ def inference_drop_in(stock: ModuleType, *task_modules: str) -> Tuple[type, Call
     return Speech2Text, main
 
 
-class _PatchAfterImport(importlib.abc.MetaPathFinder):
-    """Finds the real spec of a task module and patches the module right after it has executed."""
-
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None):
-        if fullname not in TASK_MODULES:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        execute = spec.loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            execute(module)
-            patch_module_tasks(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
 def install() -> None:
-    if not any(isinstance(finder, _PatchAfterImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchAfterImport())
+    from espnet_peft.import_hooks import after_import
+    from espnet_peft.whisper import offline
+
     for name in TASK_MODULES:
-        if name in sys.modules:
-            patch_module_tasks(sys.modules[name])
+        after_import(name, patch_module_tasks)
+    offline.install()  # ESPnet's Whisper encoder/decoder find converted checkpoints (ESPNET_PEFT_WHISPER_DIR)
 
 
 if os.environ.get(ENV_VARIABLE, "") not in ("", "0", "false"):

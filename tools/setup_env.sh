@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="[test]"
+extras="[test,whisper]"
 # espeak-ng + sox: synthetic speech; sctk: sclite; slurm + munge: a real one-node Slurm for the slurm.pl tests;
 # shellcheck: the recipe scripts' lint test; libsox-fmt-mp3: Common Voice clips; procps (pgrep) + util-linux (flock):
 # the recipe driver stops its jobs when killed and locks each experiment dir.

@@ -3,7 +3,8 @@
 What the mixin adds to a stock task:
   * ``--adapter espnet_peft`` is accepted on the command line (stock argparse choices only list lora/houlsby);
   * the trainer initialises SVD-dependent adapters after ``init_param`` loading (:class:`PeftTrainer`);
-  * ``build_model_from_file`` also loads adapter-only checkpoints, taking the base from the config's ``init_param``.
+  * ``build_model_from_file`` also loads adapter-only checkpoints, taking the base from the config's ``init_param``;
+  * Whisper models (``encoder: whisper``) build offline from converted checkpoints (``espnet_peft.whisper.offline``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ import torch
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.train.checkpoint import load_adapted_checkpoint
 from espnet_peft.train.trainer import PeftTrainer, uses_plugin
+from espnet_peft.whisper import offline as whisper_offline
+
+# ESPnet's Whisper encoder/decoder call whisper.load_model(name): with ESPNET_PEFT_WHISPER_DIR set, a converted
+# checkpoint stands for the name, so Whisper models build with no network
+whisper_offline.install()
 
 
 def widen_adapter_choices(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
