@@ -107,8 +107,12 @@ def patch_whisper_module(module: ModuleType) -> ModuleType:
 
 
 def install() -> None:
-    """Patch ``whisper.load_model`` now if ``whisper`` is imported, else as soon as it is."""
+    """Patch ``whisper.load_model`` (and give ``whisper.tokenizer.Tokenizer`` the API ESPnet's Whisper token types
+    call, :mod:`.hf_tokenizer_view`) now if ``whisper`` is imported, else as soon as it is."""
+    from espnet_peft.whisper.hf_tokenizer_view import patch_tokenizer_module
+
     after_import("whisper", patch_whisper_module)
+    after_import("whisper.tokenizer", patch_tokenizer_module)
 
 
 __all__ = ["ENV_VARIABLE", "convert_model_bin", "converted_checkpoint", "install", "resolve"]
