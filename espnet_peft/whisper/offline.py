@@ -106,12 +106,24 @@ def patch_whisper_module(module: ModuleType) -> ModuleType:
     return module
 
 
+#: what ``whisper.audio.N_MELS`` was before openai-whisper 20231117 made it per model; ESPnet's encoder still imports
+#: it (80-mel models only: large-v3's 128 mels need ESPnet itself to read ``dims.n_mels``)
+LEGACY_N_MELS = 80
+
+
+def patch_audio_module(module: ModuleType) -> ModuleType:
+    if not hasattr(module, "N_MELS"):
+        module.N_MELS = LEGACY_N_MELS
+    return module
+
+
 def install() -> None:
     """Patch ``whisper.load_model`` (and give ``whisper.tokenizer.Tokenizer`` the API ESPnet's Whisper token types
     call, :mod:`.hf_tokenizer_view`) now if ``whisper`` is imported, else as soon as it is."""
     from espnet_peft.whisper.hf_tokenizer_view import patch_tokenizer_module
 
     after_import("whisper", patch_whisper_module)
+    after_import("whisper.audio", patch_audio_module)
     after_import("whisper.tokenizer", patch_tokenizer_module)
 
 
