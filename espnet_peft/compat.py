@@ -12,6 +12,9 @@
 * ESPnet 202511's joint CTC/attention beam search hands its CTC scorer the OWSM prompt as emitted labels; 202611's
   hands it the transcript alone (:func:`espnet_ctc_prefix`; measured: on 40 source-test utterances of the embedded
   model at CTC weight 0.3, beam 1, our greedy search with that prefix equals each release's hypotheses 40 of 40).
+
+Both releases have the same Whisper encoder, decoder and token types; what they need from today's openai-whisper
+(an offline ``load_model``, ``whisper.audio.N_MELS``, the Hugging Face tokenizer API) is in ``espnet_peft.whisper``.
 """
 
 from __future__ import annotations

@@ -281,7 +281,8 @@ def test_converted_tiny_en_transcribes_near_natural_speech(tiny_en: Path, piper_
     hyps = [normalise(model.transcribe(audio.numpy(), language="en", temperature=0.0, fp16=False,
                                        condition_on_previous_text=False)["text"]) for audio, _ in piper_speech]
     wer = jiwer.wer([normalise(t) for _, t in piper_speech], hyps)
-    assert wer <= 0.10, list(zip(hyps, [t for _, t in piper_speech]))
+    # docs/whisper.md: 0.0% (0 of 59 words); 2 points of slack
+    assert wer <= 0.02, list(zip(hyps, [t for _, t in piper_speech]))
 
 
 def whisper_asr_config(tmp_path: Path) -> Path:
@@ -383,6 +384,24 @@ def test_every_adapter_trains_merges_and_packages_on_tiny_en(method: str, espnet
     apply_adapter(reapplied, tmp_path / "package")
     with torch.no_grad():
         torch.testing.assert_close(reapplied(**batch)[0], adapted, rtol=1e-5, atol=1e-5)
+
+
+def test_the_shipped_whisper_config_builds_with_its_adapters(tiny_en: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/whisper_tiny_en_asr.yaml, with the token list from the plugin's vocabulary export, as a user runs it."""
+    from espnet_peft.bin.whisper_export_vocabulary import main as export_main
+    from espnet2.layers.create_adapter import create_adapter
+    from espnet_peft.tasks.asr import ASRTask
+
+    monkeypatch.setenv(offline.ENV_VARIABLE, str(tiny_en.parent))
+    export_main(["--whisper_model", "whisper_en", "--output", str(tmp_path / "tokens.txt")])
+    config = Path(__file__).resolve().parents[1] / "conf" / "whisper_tiny_en_asr.yaml"
+    args = ASRTask.get_parser().parse_args(["--config", str(config), "--token_list", str(tmp_path / "tokens.txt"),
+                                            "--output_dir", str(tmp_path / "exp")])
+    model = ASRTask.build_model(args)
+    create_adapter(model, args.adapter, args.adapter_conf)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert len(adapter_layers(model)) == 24 and abs(trainable - 40_000) <= 2_000
 
 
 def test_the_base_fingerprint_refuses_another_whisper(espnet_whisper) -> None:
