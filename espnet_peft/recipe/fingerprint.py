@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from espnet_peft.atomic import atomic_write_text
+X
 
 #: written into a derived output dir: the inputs (by sha256) and settings it was made from
 MADE_FROM = "made_from.json"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of the file's bytes (read in 1 MiB blocks: checkpoints can be GBs)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def made_from(inputs: Mapping[str, Path], **settings: Any) -> Dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.import_hooks import after_import
+from espnet_peft.utils.file_hash import file_sha256
 
 ENV_VARIABLE = "ESPNET_PEFT_WHISPER_DIR"
 PATCHED = "_espnet_peft_offline"
@@ -42,10 +43,9 @@ def convert_model_bin(parts: Sequence[Union[str, Path]], output: Path,
 
     from espnet_peft.whisper.convert import checkpoint_from_ctranslate2
     from espnet_peft.whisper.ctranslate2_file import read_ctranslate2_model
-    from espnet_peft.whisper.sources import sha256_of
 
     checkpoint = checkpoint_from_ctranslate2(read_ctranslate2_model(parts))
-    record = {"made_from": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in parts],
+    record = {"made_from": [{"path": str(p), "sha256": file_sha256(p)} for p in parts],
               "dims": checkpoint["dims"], **(provenance or {})}
     from espnet_peft.atomic import atomic_torch_saves
 

@@ -10,11 +10,12 @@ cannot be compared without the original).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
 from typing import Dict, List, Tuple
+
+from espnet_peft.utils.file_hash import file_sha256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +59,6 @@ class WhisperSourceError(RuntimeError):
     """A packaged Whisper file is missing, of another version or altered (the message says which and the fix)."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def packaged_files(name: str) -> List[Path]:
     """The checked paths of model ``name``'s CTranslate2 file(s), in reading order."""
     if name not in SOURCES:
@@ -89,7 +82,7 @@ def packaged_files(name: str) -> List[Path]:
         path = Path(list(spec.submodule_search_locations)[0]) / part.path
         if not path.is_file():
             raise WhisperSourceError(f"{path} is missing from {part.distribution}: reinstall it")
-        digest = sha256_of(path)
+        digest = file_sha256(path)
         if digest != part.sha256:
             raise WhisperSourceError(f"{path} has sha256 {digest}, not the pinned {part.sha256}: the file was altered "
                                      f"or the package replaced; reinstall {part.distribution}=={part.version}")
