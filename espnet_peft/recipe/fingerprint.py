@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping
 
 from espnet_peft.atomic import atomic_write_text
-X
+from espnet_peft.utils.file_hash import file_sha256  # noqa: F401 (the recipe imports it from here)
 
 #: written into a derived output dir: the inputs (by sha256) and settings it was made from
 MADE_FROM = "made_from.json"
