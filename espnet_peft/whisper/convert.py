@@ -136,8 +136,9 @@ def checkpoint_from_ctranslate2(model: CTranslate2Model) -> Dict[str, object]:
         raise WhisperConversionError(f"{SPEC} revision {model.revision}; the mapping is checked for revision(s) "
                                      f"{list(SUPPORTED_REVISIONS)}")
     for flag, value in FIXED_FLAGS.items():
-        if _scalar(model, flag) != value:
-            raise WhisperConversionError(f"{flag} = {_scalar(model, flag)}; openai-whisper's architecture needs {value}")
+        found = _scalar(model, flag)
+        if found != value:
+            raise WhisperConversionError(f"{flag} = {found}; openai-whisper's architecture needs {value}")
     dims = whisper_dims(model)
     pairs = [("encoder/conv1/weight", "encoder.conv1.weight"), ("encoder/conv1/bias", "encoder.conv1.bias"),
              ("encoder/conv2/weight", "encoder.conv2.weight"), ("encoder/conv2/bias", "encoder.conv2.bias"),
@@ -145,34 +146,29 @@ def checkpoint_from_ctranslate2(model: CTranslate2Model) -> Dict[str, object]:
              ("decoder/embeddings/weight", "decoder.token_embedding.weight"),
              ("decoder/position_encodings/encodings", "decoder.positional_embedding")]
     pairs += _norm("encoder/layer_norm", "encoder.ln_post") + _norm("decoder/layer_norm", "decoder.ln")
+    fused: Dict[str, List[str]] = {}  # fused source prefix -> target module names, in the order of its rows
     for side, layers, cross in (("encoder", dims["n_audio_layer"], False), ("decoder", dims["n_text_layer"], True)):
         for n in range(layers):
             pairs += _block_names(side, n, cross)
-    missing = sorted(src for src, _ in pairs if src not in model.variables)
-    if missing:
-        raise WhisperConversionError(f"missing tensor(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
-    state = {dst: model.variables[src].clone() for src, dst in pairs}
-    used = {src for src, _ in pairs} | set(FIXED_FLAGS) | set(IGNORED_FLAGS) | {"encoder/num_heads",
-                                                                                "decoder/num_heads"}
-    fused = {}  # source name -> (target prefixes, has key slot)
-    for side, layers, cross in (("encoder", dims["n_audio_layer"], False), ("decoder", dims["n_text_layer"], True)):
-        for n in range(layers):
             src, dst = f"{side}/layer_{n}", f"{side}.blocks.{n}"
             fused[f"{src}/self_attention/linear_0"] = [f"{dst}.attn.{p}" for p in ("query", "key", "value")]
             if cross:
                 fused[f"{src}/attention/linear_1"] = [f"{dst}.cross_attn.{p}" for p in ("key", "value")]
+    fused_names = [f"{src}/{kind}" for src in fused for kind in ("weight", "bias")]
+    missing = sorted(name for name in [src for src, _ in pairs] + fused_names if name not in model.variables)
+    if missing:
+        raise WhisperConversionError(f"missing tensor(s) {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    state = {dst: model.variables[src].clone() for src, dst in pairs}
     for src, targets in fused.items():
         for kind in ("weight", "bias"):
             name = f"{src}/{kind}"
-            if name not in model.variables:
-                raise WhisperConversionError(f"missing tensor {name}")
-            used.add(name)
             for target, piece in zip(targets, _split(model.variables[name], len(targets), name)):
                 if kind == "bias" and target.endswith(".key"):
                     continue  # softmax-invariant (module docstring)
                 state[f"{target}.{kind}"] = piece
+    used = {src for src, _ in pairs} | set(fused_names) | set(FIXED_FLAGS) | set(IGNORED_FLAGS) | {
+        "encoder/num_heads", "decoder/num_heads", OUTPUT_PROJECTION}
     if OUTPUT_PROJECTION in model.variables:
-        used.add(OUTPUT_PROJECTION)
         if not torch.equal(model.variables[OUTPUT_PROJECTION], model.variables["decoder/embeddings/weight"]):
             raise WhisperConversionError(f"{OUTPUT_PROJECTION} differs from decoder/embeddings/weight; openai-whisper "
                                          "ties the output projection to the token embedding")

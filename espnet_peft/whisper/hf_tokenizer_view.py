@@ -37,6 +37,13 @@ def byte_to_unicode() -> Dict[int, str]:
     return dict(zip(printable, map(chr, chars)))
 
 
+@lru_cache(maxsize=1 << 16)
+def _byte_level(raw: bytes) -> str:
+    """A token's bytes as GPT-2's byte-level string."""
+    table = byte_to_unicode()
+    return "".join(table[b] for b in raw)
+
+
 def _is_timestamp(name: str) -> bool:
     return name.startswith(TIMESTAMP_PREFIX) and name[2:-2].replace(".", "", 1).isdigit()
 
@@ -48,15 +55,16 @@ class HFTokenizerView:
         self.encoding = encoding
         self.special_ids: Dict[str, int] = dict(encoding._special_tokens)
         self.eot = self.special_ids["<|endoftext|>"]
-        # the old tokenizer's added vocabulary: every special but the timestamps (ESPnet adds those itself)
-        self.added: Dict[str, int] = {n: i for n, i in self.special_ids.items() if not _is_timestamp(n)}
-        self.extra: Dict[str, int] = {}  # tokens the model does not know
+        # the old tokenizer's added vocabulary: every special but the timestamps (ESPnet adds those itself), then
+        # tokens the model does not know; kept with its inverse, as every token string and id is looked up in it
+        self.added: Dict[str, int] = {}
+        self.added_names: Dict[int, str] = {}
+        self._add(n for n in self.special_ids if not _is_timestamp(n))
         self._to_byte = {c: b for b, c in byte_to_unicode().items()}
-        self._token_of: Dict[int, str] = {}
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "HFTokenizerView":
         copied = HFTokenizerView(self.encoding)  # the Encoding itself is immutable: share it
-        copied.added, copied.extra = dict(self.added), dict(self.extra)
+        copied.added, copied.added_names = dict(self.added), dict(self.added_names)
         return copied
 
     # sizes and vocabularies
@@ -65,7 +73,7 @@ class HFTokenizerView:
         return self.eot + 1
 
     def get_added_vocab(self) -> Dict[str, int]:
-        return {**self.added, **self.extra}
+        return dict(self.added)
 
     @property
     def additional_special_tokens(self) -> List[str]:
@@ -73,18 +81,18 @@ class HFTokenizerView:
 
     @property
     def all_special_ids(self) -> List[int]:
-        return sorted(set(self.added.values()) | set(self.extra.values()))
+        return sorted(self.added_names)
 
     # growing the vocabulary
     def _add(self, names: Iterable[str]) -> int:
         count = 0
         for name in names:
-            if name in self.added or name in self.extra:
+            if name in self.added:
                 continue
-            if name in self.special_ids:
-                self.added[name] = self.special_ids[name]
-            else:
-                self.extra[name] = self.encoding.n_vocab + len(self.extra)
+            token_id = self.special_ids.get(name)
+            if token_id is None:  # unknown to the model: the next free id, as in Hugging Face
+                token_id = max(self.encoding.n_vocab - 1, *self.added_names) + 1
+            self.added[name], self.added_names[token_id] = token_id, name
             count += 1
         return count
 
@@ -97,23 +105,17 @@ class HFTokenizerView:
 
     # tokens <-> ids <-> text
     def _token(self, token_id: int) -> str:
-        if token_id not in self._token_of:
-            special = {i: n for n, i in self.get_added_vocab().items()}
-            if token_id in special:
-                self._token_of[token_id] = special[token_id]
-            else:
-                table = byte_to_unicode()
-                self._token_of[token_id] = "".join(table[b] for b in self.encoding.decode_single_token_bytes(token_id))
-        return self._token_of[token_id]
+        if token_id in self.added_names:
+            return self.added_names[token_id]
+        return _byte_level(self.encoding.decode_single_token_bytes(token_id))
 
     def _id(self, token: str) -> int:
-        vocab = self.get_added_vocab()
-        if token in vocab:
-            return vocab[token]
+        if token in self.added:
+            return self.added[token]
         return self.encoding.encode_single_token(bytes(self._to_byte[c] for c in token))
 
     def tokenize(self, text: str, add_special_tokens: bool = False) -> List[str]:
-        allowed = set(self.added) & set(self.special_ids)
+        allowed = self.added.keys() & self.special_ids.keys()
         return [self._token(i) for i in self.encoding.encode(text, allowed_special=allowed, disallowed_special=())]
 
     def convert_tokens_to_ids(self, tokens: Union[str, Iterable[str]]) -> Union[int, List[int]]:
@@ -127,9 +129,9 @@ class HFTokenizerView:
         return [self._token(int(i)) for i in ids if int(i) not in skip]
 
     def convert_tokens_to_string(self, tokens: Iterable[str]) -> str:
-        vocab, pieces, buffer = self.get_added_vocab(), [], bytearray()
+        pieces, buffer = [], bytearray()
         for token in tokens:
-            if token in vocab:
+            if token in self.added:
                 pieces.append(buffer.decode("utf-8", errors="replace") + token)
                 buffer = bytearray()
             else:

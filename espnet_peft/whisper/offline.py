@@ -18,9 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Optional, Sequence, Union
 
-from espnet_peft.atomic import atomic_write_text
+from espnet_peft.atomic import atomic_torch_saves, atomic_write_text
 from espnet_peft.import_hooks import after_import
-from espnet_peft.utils.file_hash import file_sha256
 
 ENV_VARIABLE = "ESPNET_PEFT_WHISPER_DIR"
 PATCHED = "_espnet_peft_offline"
@@ -38,17 +37,16 @@ def provenance_file(checkpoint: Path) -> Path:
 def convert_model_bin(parts: Sequence[Union[str, Path]], output: Path,
                       provenance: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Convert a CTranslate2 ``model.bin`` (or its parts) to ``output`` (an openai-whisper ``.pt``) and write what it
-    was made from beside it; returns the dims."""
+    was made from beside it (each part's sha256, the dims, and ``provenance``); returns the dims."""
     import torch
 
     from espnet_peft.whisper.convert import checkpoint_from_ctranslate2
     from espnet_peft.whisper.ctranslate2_file import read_ctranslate2_model
+    from espnet_peft.whisper.sources import cached_file_sha256
 
     checkpoint = checkpoint_from_ctranslate2(read_ctranslate2_model(parts))
-    record = {"made_from": [{"path": str(p), "sha256": file_sha256(p)} for p in parts],
+    record = {"made_from": [{"path": str(p), "sha256": cached_file_sha256(Path(p))} for p in parts],
               "dims": checkpoint["dims"], **(provenance or {})}
-    from espnet_peft.atomic import atomic_torch_saves
-
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_torch_saves():
         torch.save(checkpoint, output)

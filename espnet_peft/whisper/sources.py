@@ -10,6 +10,7 @@ cannot be compared without the original).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.util
 from pathlib import Path
@@ -55,6 +56,18 @@ SOURCES: Dict[str, WhisperSource] = {s.name: s for s in (
 )}
 
 
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """``file_sha256``, once per file version and process: ESPnet's encoder and decoder each load the model by name,
+    and a checkpoint of GBs is not read twice to check one pin."""
+    return file_sha256(path)
+
+
+def cached_file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 class WhisperSourceError(RuntimeError):
     """A packaged Whisper file is missing, of another version or altered (the message says which and the fix)."""
 
@@ -82,7 +95,7 @@ def packaged_files(name: str) -> List[Path]:
         path = Path(list(spec.submodule_search_locations)[0]) / part.path
         if not path.is_file():
             raise WhisperSourceError(f"{path} is missing from {part.distribution}: reinstall it")
-        digest = file_sha256(path)
+        digest = cached_file_sha256(path)
         if digest != part.sha256:
             raise WhisperSourceError(f"{path} has sha256 {digest}, not the pinned {part.sha256}: the file was altered "
                                      f"or the package replaced; reinstall {part.distribution}=={part.version}")
