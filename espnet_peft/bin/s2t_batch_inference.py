@@ -1,4 +1,5 @@
-"""Greedy decoding of whole Kaldi data dirs with an ESPnet S2T or S2T-CTC model, many utterances per forward pass.
+"""Greedy decoding of whole Kaldi data dirs with an ESPnet S2T, S2T-CTC or Whisper ASR model, many utterances per
+forward pass.
 
     python -m espnet_peft.bin.s2t_batch_inference --s2t_train_config exp/x/config.yaml \
         --s2t_model_file exp/x/valid.acc.best.pth --set dump/raw/child_test exp/x/decode/child_test \
@@ -9,6 +10,11 @@ Makes the same choices as ``python -m espnet2.bin.s2t_inference --beam_size 1 --
 ``--ctc_candidates`` best tokens of each step (joint CTC/attention, which does not loop). An OWSM-CTC model (its
 config has a ``promptencoder``) is decoded by greedy CTC instead, as ``python -m espnet2.bin.s2t_inference_ctc
 --beam_size 1`` does (see :mod:`espnet_peft.inference.ctc_greedy`); the attention-search options do not apply to it.
+An ESPnet ASR model with ESPnet's Whisper encoder and decoder (``encoder: whisper``, ``decoder: whisper``) is decoded
+as ``python -m espnet2.bin.asr_inference --beam_size 1 --ctc_weight 0`` does, prompt ``<|startoftranscript|>
+<|notimestamps|>`` and nothing suppressed. Whisper's encoder has no padding mask, so a batch must not pad: give
+``--window_sec`` (every input padded or trimmed to that window, as the recipe's data already are) or inputs of one
+length; otherwise each batch pads to its longest input and the results differ from one-at-a-time decoding (warned).
 Adapter checkpoints load through the plugin task.
 Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id) and ``decode_info.json``
 (the sha256 of the model file and config, and the settings). A set whose ``decode_info.json`` matches the current
@@ -21,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -32,21 +39,25 @@ from tqdm import tqdm
 from espnet_peft import fault_points
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.inference.ctc_greedy import ctc_greedy_decode, make_ctc_prompt
-from espnet_peft.inference.greedy import CTC_CANDIDATES, CTC_PREFIXES, fixed_window, greedy_decode, make_prompt
+from espnet_peft.inference.greedy import (CTC_CANDIDATES, CTC_PREFIXES, Prompt, fixed_window, greedy_decode,
+                                          make_prompt)
 from espnet_peft.recipe.fingerprint import file_sha256
 from espnet_peft.recipe.source_model import task_of
 from espnet_peft.utils.kaldi_data import read_table
 
 DECODE_INFO = "decode_info.json"
+WHISPER_FS = 16000  # whisper.audio.SAMPLE_RATE
 #: ``[batch, samples]`` fixed-window speech -> token ids per row
 BatchDecoder = Callable[[torch.Tensor], List[List[int]]]
 
 
 def model_task(config: Path) -> str:
-    """``s2t`` (OWSM) or ``s2t_ctc`` (OWSM-CTC), from the model's training config."""
-    task = task_of(yaml.safe_load(Path(config).read_text(encoding="utf-8")))
-    if task not in ("s2t", "s2t_ctc"):
-        raise SystemExit(f"{config}: an {task} model; this decoder takes OWSM (s2t) and OWSM-CTC (s2t_ctc) models")
+    """``s2t`` (OWSM), ``s2t_ctc`` (OWSM-CTC) or ``asr`` (ESPnet's Whisper), from the model's training config."""
+    conf = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    task = task_of(conf)
+    if task == "asr" and conf.get("decoder") != "whisper":
+        raise SystemExit(f"{config}: an ASR model with a {conf.get('decoder')!r} decoder; this decoder takes OWSM "
+                         "(s2t), OWSM-CTC (s2t_ctc) and ESPnet Whisper (asr, decoder: whisper) models")
     return task
 
 
@@ -57,6 +68,8 @@ def decode_settings(args: argparse.Namespace, task: str) -> dict:
                 "model_file": str(args.s2t_model_file), "lang_sym": args.lang_sym, "task_sym": args.task_sym}
     if task == "s2t_ctc":
         return {**settings, "search": "ctc_greedy"}
+    if task == "asr":
+        settings["window_sec"] = args.window_sec
     return {**settings, "search": "greedy", "maxlenratio": args.maxlenratio, "ctc_weight": args.ctc_weight,
             "ctc_candidates": args.ctc_candidates if args.ctc_weight > 0 else None,
             "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None, "word_penalty": args.word_penalty}
@@ -82,10 +95,27 @@ def read_audio(key: str, location: str, wav_scp: Path):
     return audio
 
 
+def window_samples(train_args: argparse.Namespace, args: argparse.Namespace) -> Optional[int]:
+    """The fixed input length in samples: an S2T model's own window, ``--window_sec`` for Whisper, else None."""
+    conf = getattr(train_args, "preprocessor_conf", None) or {}
+    if "speech_length" in conf:
+        return int(conf["fs"] * conf["speech_length"])
+    return int(round(args.window_sec * WHISPER_FS)) if args.window_sec else None
+
+
+def longest(audio: Sequence, data_dir: Path) -> int:
+    lengths = {len(a) for a in audio}
+    if len(lengths) > 1:
+        warnings.warn(f"{data_dir}: inputs of {len(lengths)} lengths in one batch and no --window_sec: each batch is "
+                      "padded to its longest input, which changes what Whisper's encoder (no padding mask) computes; "
+                      "pad the data to one window for results equal to one-at-a-time decoding", stacklevel=2)
+    return max(lengths)
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--s2t_train_config", type=Path, required=True)
-    parser.add_argument("--s2t_model_file", type=Path, required=True)
+    parser.add_argument("--s2t_train_config", "--asr_train_config", dest="s2t_train_config", type=Path, required=True)
+    parser.add_argument("--s2t_model_file", "--asr_model_file", dest="s2t_model_file", type=Path, required=True)
     parser.add_argument("--set", nargs=2, action="append", required=True, metavar=("DATA_DIR", "OUT_DIR"),
                         type=Path, help="a Kaldi data dir (wav.scp) and where its hypotheses go; repeatable")
     parser.add_argument("--batch_size", type=int, default=64)
@@ -93,7 +123,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--lang_sym", default="<eng>")
     parser.add_argument("--task_sym", default="<asr>")
-    parser.add_argument("--maxlenratio", type=float, default=0.0)
+    parser.add_argument("--maxlenratio", type=float, default=0.0,
+                        help="ESPnet's length limit: 0 the encoder length, > 0 that ratio of it, < 0 that many tokens")
+    parser.add_argument("--window_sec", type=float,
+                        help="Whisper (asr) models: pad or trim every input to this many seconds (default: inputs of "
+                        "one length; S2T models use their own preprocessor_conf.speech_length)")
     parser.add_argument("--ctc_weight", type=float, default=0.0,
                         help="joint CTC/attention greedy search (e.g. 0.3): CTC prefix scores rule out loops")
     parser.add_argument("--ctc_candidates", type=int, default=CTC_CANDIDATES,
@@ -111,22 +145,28 @@ def decode_set(decode_batch: BatchDecoder, train_args: argparse.Namespace, token
                data_dir: Path, out_dir: Path, args: argparse.Namespace, settings: dict) -> None:
     wav_scp = data_dir / "wav.scp"
     table = read_table(wav_scp)
-    conf = train_args.preprocessor_conf
-    n_samples = int(conf["fs"] * conf["speech_length"])
+    n_samples = window_samples(train_args, args)
     keys = sorted(table)
     lines: List[str] = []
+    cap = -int(args.maxlenratio) if args.maxlenratio < 0 else None  # an absolute limit: count who reached it
+    capped: List[str] = []
     start = time.time()
     for first in tqdm(range(0, len(keys), args.batch_size), desc=f"decode {data_dir.name}", unit="batch",
                       file=sys.stderr):
         batch_keys = keys[first:first + args.batch_size]
-        speech = fixed_window([read_audio(k, table[k], wav_scp) for k in batch_keys], n_samples).to(args.device)
+        audio = [read_audio(k, table[k], wav_scp) for k in batch_keys]
+        speech = fixed_window(audio, n_samples or longest(audio, data_dir)).to(args.device)
         for key, ids in zip(batch_keys, decode_batch(speech)):
+            if cap is not None and len(ids) >= cap:
+                capped.append(key)
             tokens = [t for t in converter.ids2tokens(ids) if not (t.startswith("<") and t.endswith(">"))]
             lines.append(f"{key} {tokenizer.tokens2text(tokens)}".rstrip())
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "text", "".join(line + "\n" for line in lines))
     info = {"settings": settings, "wav_scp_sha256": file_sha256(wav_scp), "utterances": len(keys),
-            "batch_size": args.batch_size, "device": args.device, "decode_time_s": round(time.time() - start, 2)}
+            "batch_size": args.batch_size, "device": args.device, "decode_time_s": round(time.time() - start, 2),
+            # hypotheses cut at the --maxlenratio < 0 token limit (still running there: a loop, most likely)
+            "length_cap": cap, "hit_length_cap": len(capped) if cap is not None else None, "capped": capped[:20]}
     atomic_write_text(out_dir / DECODE_INFO, json.dumps(info, indent=2) + "\n")  # last: marks the set done
     fault_points.reach("decoded_set")
     print(f"{out_dir}/text: {len(keys)} utterances in {info['decode_time_s']} s", file=sys.stderr)
@@ -149,19 +189,34 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         torch.set_num_threads(args.num_threads)
     model, train_args, decode_batch = load_decoder(task, args)
     tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
-    converter = TokenIDConverter(token_list=train_args.token_list)
+    converter = whisper_converter(train_args) if task == "asr" else TokenIDConverter(token_list=train_args.token_list)
     for data, out in todo:
         decode_set(decode_batch, train_args, tokenizer, converter, data, out, args, settings)
+
+
+def whisper_converter(train_args: argparse.Namespace):
+    """The ids-to-tokens converter ``espnet2.bin.asr_inference`` builds for a Whisper model (its prompt too)."""
+    from espnet2.text.whisper_token_id_converter import OpenAIWhisperTokenIDConverter
+
+    conf = getattr(train_args, "preprocessor_conf", None) or {}
+    return OpenAIWhisperTokenIDConverter(model_type=train_args.bpemodel, language=conf.get("whisper_language") or "en",
+                                         task=conf.get("whisper_task") or "transcribe")
 
 
 def load_decoder(task: str, args: argparse.Namespace) -> tuple:
     """``(model, training args, batch decoder)`` of an adapter-aware S2T or S2T-CTC checkpoint."""
     if task == "s2t_ctc":
-        from espnet_peft.tasks.s2t_ctc import S2TTask
+        from espnet_peft.tasks.s2t_ctc import S2TTask as Task
+    elif task == "asr":
+        from espnet_peft.tasks.asr import ASRTask as Task
     else:
-        from espnet_peft.tasks.s2t import S2TTask
-    model, train_args = S2TTask.build_model_from_file(args.s2t_train_config, args.s2t_model_file, args.device)
+        from espnet_peft.tasks.s2t import S2TTask as Task
+    model, train_args = Task.build_model_from_file(args.s2t_train_config, args.s2t_model_file, args.device)
     model.eval()
+    if task == "asr":
+        primer = list(whisper_converter(train_args).tokenizer.sot_sequence_including_notimestamps)
+        prompt = Prompt(primer=primer, eos=model.eos, blank=-1, suppressed=[])  # token 0 is "!", not a blank
+        return model, train_args, lambda speech: greedy_decode(model, speech, prompt, args.maxlenratio)
     if task == "s2t_ctc":
         ctc_prompt = make_ctc_prompt(train_args.token_list, model.blank_id, args.lang_sym, args.task_sym)
         return model, train_args, lambda speech: ctc_greedy_decode(model, speech, ctc_prompt)

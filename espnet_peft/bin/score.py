@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet_peft.recipe.scoring import RATE_NAMES, score_files
+from espnet_peft.utils.text_norm import NORMALIZERS
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
@@ -23,12 +24,15 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="decode set dir that receives score_wer/ score_cer/")
     parser.add_argument("--utt2spk", type=Path, help="speakers for sclite's per-speaker tables "
                                                      "(default: utterance id up to the first '-' or '_')")
+    parser.add_argument("--normalizer", choices=sorted(NORMALIZERS), default="default",
+                        help="what both texts go through before alignment: default (lowercase, punctuation out) or "
+                        "whisper_english (openai-whisper's English normaliser first)")
     args = parser.parse_args(cmd)
     for path in (args.ref, args.hyp, args.utt2spk):
         if path is not None and not path.is_file():
             raise SystemExit(f"file not found: {path}")
     try:
-        results = score_files(args.ref, args.hyp, args.out, args.utt2spk)
+        results = score_files(args.ref, args.hyp, args.out, args.utt2spk, normalizer=args.normalizer)
     except ValueError as error:  # ScoringError and bad Kaldi tables name the file
         raise SystemExit(f"scoring: {error}") from None
     for unit, result in results.items():

@@ -31,6 +31,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="longest sentence in words (%(default)s; shorter utterances train a model from scratch "
                              "much faster)")
     parser.add_argument("--domains", default=",".join(DOMAINS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--skip", default="", help="comma-separated <domain>_<split> dirs not to synthesise (their "
+                        "texts are still drawn, so every other dir is the same as in the full corpus)")
     return parser
 
 
@@ -41,7 +43,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         speakers = parse_sizes(args.speakers_per_split)
         corpus = synthesize_corpus(args.out, seed=args.seed, utts=utts, speakers=speakers,
                                    domains=[d for d in args.domains.split(",") if d], nj=args.nj,
-                                   max_words=args.max_words)
+                                   max_words=args.max_words, skip=[d for d in args.skip.split(",") if d])
     except (ValueError, RuntimeError) as error:
         raise SystemExit(f"synthesize_corpus: {error}") from None
     for name, info in corpus["dirs"].items():

@@ -34,6 +34,9 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--label", help="the report's row name (default: the method and the settings)")
     parser.add_argument("--target", type=Path, required=True, help="scored decode dir of the target test set")
     parser.add_argument("--source", type=Path, required=True, help="scored decode dir of the source test set")
+    parser.add_argument("--other_source", type=Path, action="append", default=[],
+                        help="scored decode dir of one more source-domain test set (repeatable): the report adds its "
+                             "WER and forgetting")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(cmd)
     counts = _read(args.exp_dir / "trainable_parameters.json")
@@ -48,6 +51,9 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
         "scores": {role: os.path.relpath(path.resolve(), args.exp_dir.resolve())
                    for role, path in (("target", args.target), ("source", args.source))},
     }
+    if args.other_source:
+        info["other_sources"] = {path.name: os.path.relpath(path.resolve(), args.exp_dir.resolve())
+                                 for path in args.other_source}
     try:
         settings = dict(parse_setting(s) for s in args.settings)
     except SettingError as error:

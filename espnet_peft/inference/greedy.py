@@ -34,7 +34,7 @@ end later than ESPnet's: open); and that the text prefix scores the first token 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -123,6 +123,37 @@ class _CTCPrefix:
         self.state = (r[:, :, rows], s[rows], f_min, f_max)
 
 
+class _TransformerSteps:
+    """ESPnet's Transformer-style ``forward_one_step`` with its per-layer cache."""
+
+    def __init__(self, decoder: torch.nn.Module):
+        self.decoder, self.cache = decoder, None
+
+    def step(self, ys: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
+        logp, self.cache = self.decoder.forward_one_step(ys, mask, memory, cache=self.cache)
+        return logp
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.cache = [layer[rows] for layer in self.cache]
+
+    def __enter__(self) -> "_TransformerSteps":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.cache = None
+
+
+def decoder_steps(decoder: torch.nn.Module):
+    """The step-by-step view of ``decoder``: ``step(ys, memory) -> [rows, vocab]`` log-probabilities of the next
+    token after the prefixes ``ys``, and ``keep(rows)`` when rows leave the batch."""
+    if type(decoder).__name__ == "OpenAIWhisperDecoder":  # its forward_one_step keeps no cache
+        from espnet_peft.inference.whisper_steps import WhisperSteps
+
+        return WhisperSteps(decoder)
+    return _TransformerSteps(decoder)
+
+
 @torch.no_grad()
 def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, maxlenratio: float = 0.0,
                   ctc_weight: float = 0.0, ctc_candidates: int = CTC_CANDIDATES,
@@ -152,36 +183,35 @@ def greedy_decode(model: torch.nn.Module, speech: torch.Tensor, prompt: Prompt, 
     ctc = _CTCPrefix(model.ctc.log_softmax(encoded), prompt.blank, prompt.eos, skip) if ctc_weight > 0 else None
     if ctc is not None:  # CTCPrefixScoreTH cannot score a prefix of more labels than frames
         steps = min(steps, frames - len(prompt.primer) + 2 + skip)
-    cache: Optional[List[torch.Tensor]] = None
-    hyps: List[List[int]] = [[] for _ in range(batch)]
-    new_word: torch.Tensor | float = 0.0  # [vocab]: word_penalty on the pieces that open a word
-    for step in range(steps):
-        mask = subsequent_mask(ys.size(1), device=ys.device).unsqueeze(0)
-        logp, cache = model.decoder.forward_one_step(ys, mask, memory, cache=cache)
-        logp[:, prompt.suppressed] = float("-inf")
-        if word_penalty and step == 0:
-            new_word = torch.zeros_like(logp[0])
-            new_word[prompt.word_starts] = word_penalty
-        if ctc is None:
-            token = (logp - new_word).argmax(dim=-1)
-        else:  # the penalty joins the weighted sum, after the decoder's pre-beam, as ESPnet's scorers do
-            candidates = logp.topk(min(ctc_candidates, logp.size(-1)), dim=-1).indices
-            joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates) - new_word
-            token = candidates.gather(1, joint.gather(1, candidates).argmax(dim=-1, keepdim=True)).squeeze(1)
-            ctc.advance(token)
-        ended = token == prompt.eos
-        for row, tok in zip(active.tolist(), token.tolist()):
-            if tok != prompt.eos:
-                hyps[row].append(tok)
-        if step == steps - 1:
-            break
-        keep = ~ended
-        if not keep.any():
-            break
-        if not keep.all():  # finished rows leave the batch, with their cache
-            active, memory, token, ys = active[keep], memory[keep], token[keep], ys[keep]
-            cache = [layer[keep] for layer in cache]
-            if ctc is not None:
-                ctc.keep(keep.nonzero().squeeze(1))
-        ys = torch.cat([ys, token.unsqueeze(1)], dim=1)
+    with decoder_steps(model.decoder) as decoder:
+        hyps: List[List[int]] = [[] for _ in range(batch)]
+        new_word: torch.Tensor | float = 0.0  # [vocab]: word_penalty on the pieces that open a word
+        for step in range(steps):
+            logp = decoder.step(ys, memory)
+            logp[:, prompt.suppressed] = float("-inf")
+            if word_penalty and step == 0:
+                new_word = torch.zeros_like(logp[0])
+                new_word[prompt.word_starts] = word_penalty
+            if ctc is None:
+                token = (logp - new_word).argmax(dim=-1)
+            else:  # the penalty joins the weighted sum, after the decoder's pre-beam, as ESPnet's scorers do
+                candidates = logp.topk(min(ctc_candidates, logp.size(-1)), dim=-1).indices
+                joint = (1.0 - ctc_weight) * logp + ctc_weight * ctc.score(ys, candidates) - new_word
+                token = candidates.gather(1, joint.gather(1, candidates).argmax(dim=-1, keepdim=True)).squeeze(1)
+                ctc.advance(token)
+            ended = token == prompt.eos
+            for row, tok in zip(active.tolist(), token.tolist()):
+                if tok != prompt.eos:
+                    hyps[row].append(tok)
+            if step == steps - 1:
+                break
+            keep = ~ended
+            if not keep.any():
+                break
+            if not keep.all():  # finished rows leave the batch, with their cache
+                active, memory, token, ys = active[keep], memory[keep], token[keep], ys[keep]
+                decoder.keep(keep)
+                if ctc is not None:
+                    ctc.keep(keep.nonzero().squeeze(1))
+            ys = torch.cat([ys, token.unsqueeze(1)], dim=1)
     return [[t for t in hyp if t != prompt.blank] for hyp in hyps]

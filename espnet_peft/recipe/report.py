@@ -50,6 +50,7 @@ from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.comparisons import compare
 from espnet_peft.recipe.scoring import UtteranceCounts, read_score_dir
 from espnet_peft.recipe.settings import describe, format_value
+from espnet_peft.recipe.zero_shot_table import zero_shot_lines
 
 RUN_INFO = "run_info.json"
 ZERO_SHOT = "zero_shot"
@@ -59,7 +60,7 @@ UNTRAINED_SOURCE_WER = 80.0
 FULL = "full"
 ROLES = ("target", "source")
 REQUIRED = ("domain", "method", "trainable_params", "scores")
-OPTIONAL = ("seed", "settings", "label", "train_time_s", "peak_mem_mb", "device")
+OPTIONAL = ("seed", "settings", "label", "train_time_s", "peak_mem_mb", "device", "other_sources")
 NUMERIC = {"trainable_params": int, "seed": int, "train_time_s": float, "peak_mem_mb": float}
 #: a row's statistics: WERs (%), forgetting (absolute points) and learning (relative %)
 STATS = ("target_wer", "source_wer", "forgetting", "learning")
@@ -88,6 +89,8 @@ class RunRecord:
     peak_mem_mb: Optional[float] = None
     device: Optional[str] = None
     source_file: str = "<memory>"
+    #: more source-domain test sets (name -> counts): their WER and forgetting get a table of their own
+    other_scores: Dict[str, UtteranceCounts] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.label is None:
@@ -120,14 +123,19 @@ def load_run_info(path: Path) -> RunRecord:
         raise ReportError(f"{path}: 'settings' must map adapter fields to numbers, booleans or words")
     dirs = {role: str(path.parent / d) for role, d in info["scores"].items()}  # absolute d stays absolute
     scores = {role: read_score_dir(Path(d)) for role, d in dirs.items()}
-    fields = {k: info[k] for k in (*REQUIRED, *OPTIONAL) if k != "scores" and info.get(k) is not None}
+    other = info.get("other_sources") or {}
+    if not isinstance(other, dict):
+        raise ReportError(f"{path}: 'other_sources' must map set names to decode set dirs")
+    other_scores = {name: read_score_dir(path.parent / d) for name, d in other.items()}
+    fields = {k: info[k] for k in (*REQUIRED, *OPTIONAL)
+              if k not in ("scores", "other_sources") and info.get(k) is not None}
     for key, cast in NUMERIC.items():
         if key in fields:
             try:
                 fields[key] = cast(fields[key])
             except (TypeError, ValueError):
                 raise ReportError(f"{path}: {key}={fields[key]!r} is not a number") from None
-    return RunRecord(**fields, scores=scores, score_dirs=dirs, source_file=str(path))
+    return RunRecord(**fields, scores=scores, score_dirs=dirs, source_file=str(path), other_scores=other_scores)
 
 
 def collect_results(exp_root: Path) -> List[RunRecord]:
@@ -216,7 +224,24 @@ def _row(group: List[RunRecord], base: RunRecord, stats: Mapping[str, Any]
                                 for c in counts]
     row["per_seed"] = {k: [round(v, 4) for v in values] for k, values in per_seed.items()}
     row["sd"] = {k: _spread(per_seed[k]) if k in per_seed else None for k in STATS}
+    row["other_sources"] = {name: _other_source(group, base, name, stats) for name in sorted(base.other_scores)
+                            if all(name in r.other_scores for r in group)}
     return row, pooled
+
+
+def _other_source(group: List[RunRecord], base: RunRecord, name: str, stats: Mapping[str, Any]) -> Dict[str, Any]:
+    """WER and forgetting (against the zero-shot model, paired) on one more source-domain set, pooled over seeds."""
+    ref = base.other_scores[name].ref
+    errors = [r.other_scores[name].aligned_to(base.other_scores[name].utt_ids, f"{r.source_file} vs "
+                                              f"{base.source_file} ({name})").errors for r in group]
+    pooled = bootstrap.pooled_errors(errors)
+    per_seed = [100.0 * float(np.sum(e)) / float(np.sum(ref)) for e in errors]
+    out = {"wer": bootstrap.wer_ci(pooled, ref, **stats).as_dict(), "per_seed": [round(v, 4) for v in per_seed],
+           "sd": _spread(per_seed), "forgetting": None, "n_utts": len(ref), "ref_words": int(np.sum(ref))}
+    if group[0] is not base:
+        out["forgetting"] = bootstrap.paired_difference_ci(pooled, base.other_scores[name].errors, ref,
+                                                           **stats).as_dict()
+    return out
 
 
 def summarise(records: List[RunRecord], n_resamples: int = bootstrap.N_RESAMPLES, seed: int = bootstrap.SEED,
@@ -259,7 +284,18 @@ def summarise(records: List[RunRecord], n_resamples: int = bootstrap.N_RESAMPLES
                            "rows": rows,
                            "comparisons": [c.as_dict() for c in compare(domain, methods, ref, **stats)]}
     devices = sorted({r.device for r in records if r.device})
-    return {"environment": environment(devices), "bootstrap": stats, "domains": domains}
+    return {"environment": environment(devices), "bootstrap": stats, "domains": domains,
+            "normalizers": sorted({normalizer_of(d) for r in records for d in r.score_dirs.values()})}
+
+
+def normalizer_of(decode_set_dir: str) -> str:
+    """The text normaliser the scoring CLI recorded in ``score_wer/summary.json`` (``default`` before it did)."""
+    path = Path(decode_set_dir) / "score_wer" / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("normalizer", "default") if path.is_file() else "default"
+
+
+NORMALIZER_NAMES = {"default": "`espnet_peft.utils.text_norm`",
+                    "whisper_english": "openai-whisper's `EnglishTextNormalizer`, then `espnet_peft.utils.text_norm`"}
 
 
 # ---------------------------------------------------------------- environment
@@ -368,7 +404,8 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
              f"- host: `{env['host']}`, CPU: `{env['cpu']}`, GPU: `{env['gpu']}`"]
     if env["training_devices"]:
         lines.append(f"- trained on: `{', '.join(env['training_devices'])}`")
-    lines += ["", f"WER in %, text normalised by `espnet_peft.utils.text_norm`, scored with sclite. Cells: mean ± sd "
+    normalizers = " / ".join(NORMALIZER_NAMES.get(n, n) for n in results.get("normalizers") or ["default"])
+    lines += ["", f"WER in %, text normalised by {normalizers}, scored with sclite. Cells: mean ± sd "
               "over the row's seeds (the sd only with several), then in brackets the "
               f"{stats['confidence']:.0%} utterance-level bootstrap interval ({stats['n_resamples']} resamples, "
               f"seed {stats['seed']}), pooled over seeds: the same resampled utterances for every seed. Forgetting = "
@@ -391,8 +428,35 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
                      _fmt_stat(row, "forgetting", 2, signed=True), _fmt_stat(row, "learning", 1, signed=True),
                      _duration(row["train_time_s"]), _memory(row["peak_mem_mb"]))
             lines.append("|" + "|".join(cells) + "|")
+        lines += other_source_lines(block)
         lines += comparison_lines(block, stats["confidence"])
     return "\n".join(lines) + "\n"
+
+
+def other_source_lines(block: Mapping[str, Any]) -> List[str]:
+    """A table of WER and forgetting on the domain's other source-domain sets (when the runs have any)."""
+    names = sorted({name for row in block["rows"] for name in row.get("other_sources", {})})
+    if not names:
+        return []
+    first = block["rows"][0]["other_sources"]
+    lines = ["", "Other source-domain sets: " + "; ".join(
+        f"`{n}` ({first[n]['n_utts']} utterances, {first[n]['ref_words']} words)" for n in names if n in first) +
+        ". WER and forgetting as above, on each set:", "",
+        "|method|" + "|".join(f"{n} WER [95% CI]|{n} forgetting [95% CI]" for n in names) + "|",
+        "|---|" + "---:|" * (2 * len(names))]
+    for row in block["rows"]:
+        cells = [row["label"]]
+        for name in names:
+            stat = row.get("other_sources", {}).get(name)
+            if stat is None:
+                cells += ["-", "-"]
+                continue
+            # the zero-shot WER is one number, so forgetting varies over seeds as the WER does
+            view = {"wer": stat["wer"], "forgetting": stat["forgetting"],
+                    "sd": {"wer": stat["sd"], "forgetting": stat["sd"] if stat["forgetting"] else None}}
+            cells += [_fmt_stat(view, "wer", 1), _fmt_stat(view, "forgetting", 2, signed=True)]
+        lines.append("|" + "|".join(cells) + "|")
+    return lines
 
 
 # ---------------------------------------------------------------- plots
@@ -483,8 +547,8 @@ def plot_sweep(method: str, field: str, points: Mapping[str, List[Tuple[Any, Map
 
 def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = bootstrap.N_RESAMPLES,
                  seed: int = bootstrap.SEED, figures_only: bool = False, analysis_root: Optional[Path] = None,
-                 links_from: Optional[Path] = None, analysis_section: Optional[AnalysisSection] = None
-                 ) -> Dict[str, Path]:
+                 links_from: Optional[Path] = None, analysis_section: Optional[AnalysisSection] = None,
+                 zero_shot_dir: Optional[Path] = None) -> Dict[str, Path]:
     """Write RESULTS.md, results.json, learning_vs_forgetting.png and a sweep_<method>_<field>.png per sweep.
 
     ``figures_only`` writes just the plots (the recipe's figure stage; the report stage writes everything).
@@ -492,6 +556,8 @@ def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = boo
     holds any, ``analysis_section`` (``espnet_peft.analysis.summary.report_section``, passed in by the CLI so that the
     recipe package does not import the analysis one) renders RESULTS.md's "Analysis" section and one drift figure per
     domain into the report dir. Its figure links are relative to ``links_from`` (default: ``out_dir``).
+    ``zero_shot_dir``: the source model's decodes (the recipe's ``exp/source/decode_zeroshot``), for the zero-shot
+    table of every set (:mod:`.zero_shot_table`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -506,7 +572,8 @@ def build_report(records: List[RunRecord], out_dir: Path, n_resamples: int = boo
     if not figures_only:
         written["results_md"] = out_dir / "RESULTS.md"
         written["results_json"] = out_dir / "results.json"
-        markdown = render_markdown(results) + "".join(line + "\n" for line in analysis)
+        zero_shot = zero_shot_lines(zero_shot_dir) if zero_shot_dir is not None else []
+        markdown = render_markdown(results) + "".join(line + "\n" for line in [*zero_shot, *analysis])
         atomic_write_text(written["results_json"], json.dumps(results, indent=2, ensure_ascii=False) + "\n")
         atomic_write_text(written["results_md"], markdown)
     return written

@@ -33,7 +33,7 @@ import numpy as np
 
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.utils.kaldi_data import read_table
-from espnet_peft.utils.text_norm import normalize_text
+from espnet_peft.utils.text_norm import NORMALIZERS
 
 WORD_BOUNDARY = "<space>"  # ESPnet's CER token between words
 UNITS = ("word", "char")
@@ -331,17 +331,19 @@ def score_tokens(ref_tokens: Mapping[str, Sequence[str]], hyp_tokens: Mapping[st
 
 
 def score_files(ref_path: Path, hyp_path: Path, out_dir: Path, utt2spk_path: Optional[Path] = None,
-                units: Sequence[str] = UNITS) -> Dict[str, ScoreResult]:
+                units: Sequence[str] = UNITS, normalizer: str = "default") -> Dict[str, ScoreResult]:
     """Score a Kaldi ``text`` hypothesis file against a reference one into ``out_dir/score_{wer,cer}``.
 
     Every reference utterance is scored: a missing hypothesis counts as empty (all deletions) and is listed in
     ``summary.json``; hypotheses for utterances not in the reference are ignored and listed too. A reference that is
-    empty after normalisation is an error (its WER is undefined).
+    empty after normalisation is an error (its WER is undefined). ``normalizer`` names the function of
+    ``text_norm.NORMALIZERS`` both sides go through (``whisper_english`` for a Whisper model's cased, punctuated text).
     """
     refs, hyps = read_table(ref_path), read_table(hyp_path)
     if not refs:
         raise ScoringError(f"{ref_path}: no utterances")
     speakers = read_table(utt2spk_path) if utt2spk_path else {u: utt_prefix_speaker(u) for u in refs}
+    normalize_text = NORMALIZERS[normalizer]
     norm_refs = {utt: normalize_text(words) for utt, words in refs.items()}
     empty = [utt for utt, words in norm_refs.items() if not words]
     if empty:
@@ -357,7 +359,7 @@ def score_files(ref_path: Path, hyp_path: Path, out_dir: Path, utt2spk_path: Opt
                               {u: tokenize(t) for u, t in norm_hyps.items()},
                               speakers, Path(out_dir) / SCORE_DIRS[unit], unit)
         result = dataclasses.replace(result, missing_hyp=missing, extra_hyp=extra)
-        atomic_write_text(result.score_dir / "summary.json", json.dumps(result.summary(), indent=2) + "\n")
+        atomic_write_text(result.score_dir / "summary.json", json.dumps({**result.summary(), "normalizer": normalizer}, indent=2) + "\n")
         results[unit] = result
     return results
 

@@ -321,13 +321,21 @@ def _check_fingerprints(out: Path, plan: Sequence[Utterance], domains: Sequence[
 
 
 def synthesize_corpus(out: Path, seed: int = 0, utts: Sizes | None = None, speakers: Sizes | None = None,
-                      domains: Sequence[str] = DOMAINS, nj: int = 1, max_words: int = MAX_WORDS) -> dict:
-    """Synthesise (or finish) the corpus under ``out`` and return what ``corpus.json`` holds."""
+                      domains: Sequence[str] = DOMAINS, nj: int = 1, max_words: int = MAX_WORDS,
+                      skip: Sequence[str] = ()) -> dict:
+    """Synthesise (or finish) the corpus under ``out`` and return what ``corpus.json`` holds.
+
+    ``skip``: ``<domain>_<split>`` dirs planned but not synthesised (e.g. ``source_train`` for a recipe whose source
+    model comes from elsewhere): every other dir gets the very texts and speakers of the full corpus."""
     require_tools()
     out = Path(out)
     utts = utts or parse_sizes(DEFAULT_UTTS)
     speakers = speakers or parse_sizes(DEFAULT_SPEAKERS)
     plan = plan_corpus(out, seed, utts, speakers, domains, max_words)
+    unknown = set(skip) - {u.dir_name for u in plan}
+    if unknown:
+        raise ValueError(f"--skip {sorted(unknown)}: not a planned dir ({sorted({u.dir_name for u in plan})})")
+    plan = [u for u in plan if u.dir_name not in skip]
     require_voices(plan)
     fingerprints = _check_fingerprints(out, plan, domains)
     atomic_write_text(out / "synth_config.json",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Callable
 
 _TAG = re.compile(r"<[^<>]*>|\[[^\[\]]*\]")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
@@ -46,3 +47,19 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES)
     text = _TAG.sub(" ", text).lower()
     return " ".join(_strip_punctuation(text).split())
+
+
+def whisper_english(text: str) -> str:
+    """openai-whisper's ``EnglishTextNormalizer`` (spellings, numbers as digits, contractions, fillers out), then
+    :func:`normalize_text`: the normaliser Whisper's English WERs are reported with, applied to both sides."""
+    from whisper.normalizers import EnglishTextNormalizer
+
+    global _WHISPER_ENGLISH
+    if _WHISPER_ENGLISH is None:
+        _WHISPER_ENGLISH = EnglishTextNormalizer()
+    return normalize_text(_WHISPER_ENGLISH(text))
+
+
+_WHISPER_ENGLISH = None
+#: ``score --normalizer``: the same function for references and hypotheses
+NORMALIZERS: dict[str, Callable[[str], str]] = {"default": normalize_text, "whisper_english": whisper_english}

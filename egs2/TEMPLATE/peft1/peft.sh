@@ -16,7 +16,13 @@ ngpu=0                    # GPUs per training job; > 0 also decodes (stages 6, 8
 train_jobs=1              # fine-tuning runs at once in stage 7 (on CPU: one per core; under Slurm: as many as fit)
 num_nodes=1               # nodes per training job (Slurm: srun across nodes)
 python=python3
-task=s2t                  # s2t: OWSM (encoder-decoder); s2t_ctc: OWSM-CTC (encoder + CTC, greedy CTC decoding)
+task=s2t                  # s2t: OWSM (encoder-decoder); s2t_ctc: OWSM-CTC (encoder + CTC, greedy CTC decoding);
+                          # asr: ESPnet's Whisper ASR model (source_config: encoder/decoder whisper, made in stage 5)
+token_type=bpe            # asr: the Whisper token type (whisper_en, whisper_multilingual)
+pad_to_window=false       # true: every dumped utterance zero-padded to speech_length (models with no padding mask,
+                          # such as Whisper's encoder: batching then changes no input)
+score_normalizer=default  # stage 9, both texts: default (lowercase, punctuation out) or whisper_english
+decode_maxlenratio=0.0    # decoding's length limit (ESPnet's maxlenratio: 0 the encoder length, < 0 that many tokens)
 methods=                  # empty: every adapter of the tuner registry (espnet_peft.tuners), then full fine-tuning
 budget=20000              # trainable parameters per adapted model (all methods matched within 5%)
 seeds="0"                 # training seeds: every method's default config runs once per seed
@@ -74,9 +80,10 @@ Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 
 # training keeps (OWSM-CTC has no decoder accuracy: the lowest validation loss, which every config reports, as the
 # OWSM-CTC fine-tuning configs in conf/owsm choose)
 case "${task}" in
-  s2t) best_criterion=valid,acc,max; default_inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio 0.0" ;;
+  s2t) best_criterion=valid,acc,max; default_inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio ${decode_maxlenratio}" ;;
   s2t_ctc) best_criterion=valid,loss,min; default_inference_args="--beam_size 1" ;;
-  *) log "ERROR: --task ${task}: expected s2t (OWSM) or s2t_ctc (OWSM-CTC)"; exit 1 ;;
+  asr) best_criterion=valid,acc,max; default_inference_args="--beam_size 1 --ctc_weight 0.0 --maxlenratio ${decode_maxlenratio}" ;;
+  *) log "ERROR: --task ${task}: expected s2t (OWSM), s2t_ctc (OWSM-CTC) or asr (Whisper)"; exit 1 ;;
 esac
 best_name=$(IFS=, read -r _ metric _ <<< "${best_criterion}"; echo "${metric}")
 best_checkpoint=valid.${best_name}.best.pth   # a single best checkpoint: averaging factor matrices is not averaging
@@ -89,7 +96,12 @@ if [ "${task}" = s2t_ctc ] && [ "${decoder}" = espnet ] && decodes &&
       "not one utterance\", espnet 202611); decode with --decoder batch_greedy (the same greedy CTC, batched)"
   exit 1
 fi
-inference_module=$([ "${task}" = s2t_ctc ] && echo s2t_ctc_inference || echo s2t_inference)
+case "${task}" in
+  s2t) inference_module=s2t_inference ;; s2t_ctc) inference_module=s2t_ctc_inference ;; asr) inference_module=asr_inference ;;
+esac
+# what the training and decoding entry points call the model's config and file (ESPnet's own option names)
+model_arg=$([ "${task}" = asr ] && echo asr || echo s2t)
+ref_text=$([ "${task}" = asr ] && echo text || echo text.ctc)   # the transcript a hypothesis is scored against
 
 # Decoding runs on one GPU per job when training has GPUs (batched greedy: --device cuda; ESPnet's own: --ngpu 1).
 if [ "${ngpu}" -gt 0 ]; then decode_gpus=1; decode_device=cuda; else decode_gpus=0; decode_device=cpu; fi
@@ -138,8 +150,13 @@ set_opts() {  # <settings>: as --set options (list_experiments allows no spaces 
   [ "$1" = - ] || printf -- '--set %s ' ${1//,/ }
 }
 
-s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set
+s2t_data_args() {  # <prefix> <set>: the four S2T inputs of a dumped set (speech + text for asr)
   local p=$1 dir=dump/raw/$2
+  if [ "${task}" = asr ]; then
+    echo "--${p}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound" \
+         "--${p}_data_path_and_name_and_type ${dir}/text,text,text --${p}_shape_file ${dir}/speech_shape"
+    return
+  fi
   echo "--${p}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound" \
        "--${p}_data_path_and_name_and_type ${dir}/text,text,text" \
        "--${p}_data_path_and_name_and_type ${dir}/text.prev,text_prev,text" \
@@ -173,11 +190,15 @@ train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet tr
     ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${dir##*/}" --log "${dir}/train.log" \
       --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${dir}/.dist_init_" \
       --multiprocessing_distributed true -- \
-    ${python} -m espnet_peft.bin.${task}_train --use_preprocessor true --token_type bpe \
-      --bpemodel "${token_dir}/bpe.model" --token_list "${token_dir}/tokens.txt" \
+    ${python} -m espnet_peft.bin.${task}_train --use_preprocessor true $(token_args) --token_list "${token_dir}/tokens.txt" \
       $(s2t_data_args train "${train_set}") $(s2t_data_args valid "${dev_set}") \
       --best_model_criterion "${best_criterion}" --resume true --output_dir "${dir}" --config "${config}" "$@"
   touch "${dir}/.done"
+}
+
+token_args() {  # the tokenizer options of training: the recipe's BPE model, or Whisper's own tokenizer
+  if [ "${token_type}" = bpe ]; then echo "--token_type bpe --bpemodel ${token_dir}/bpe.model"
+  else echo "--token_type ${token_type} --bpemodel ${token_type}"; fi
 }
 
 trained_with_other_settings() {  # <exp_dir>: true (and says so) when a finished run's new train.yaml.new differs
@@ -200,7 +221,12 @@ batch_decode_args() {  # <config> <model_file> <decode_root> <set>...: one argum
   shift 3
   for set in "$@"; do sets+=" --set dump/raw/${set} ${root}/${set}"; done
   echo "--s2t_train_config ${config} --s2t_model_file ${model} --batch_size ${decode_batch_size} --device ${decode_device}" \
-       "--ctc_weight ${decode_ctc_weight} --word_penalty ${decode_word_penalty} --lang_sym ${lang_token} --task_sym ${task_token}${sets}"
+       "--ctc_weight ${decode_ctc_weight} --word_penalty ${decode_word_penalty} --maxlenratio ${decode_maxlenratio}" \
+       "--lang_sym ${lang_token} --task_sym ${task_token}$(window_args)${sets}"
+}
+
+window_args() {  # a padded dump is decoded at its window (the decoder checks every input has that length)
+  if [ "${pad_to_window}" = true ]; then echo " --window_sec ${speech_length}"; fi
 }
 
 batch_decode() {  # every set in one process; a set is redone unless decode_info.json matches model and settings
@@ -216,6 +242,10 @@ batch_decode() {  # every set in one process; a set is redone unless decode_info
 made_from_args() {  # <config> <model_file> <set>: what an ESPnet decode of <set> depends on
   echo "--input model=$2 --input config=$1 --input wav_scp=dump/raw/$3/wav.scp --setting inference=${inference_args// /,}" \
        "--setting prompt=${lang_token}${task_token}"
+}
+
+prompt_args() {  # S2T models take the language and task tokens; Whisper's prompt is in its tokenizer
+  [ "${task}" = asr ] || echo "--lang_sym ${lang_token} --task_sym ${task_token}"
 }
 
 espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job, split over run.pl jobs
@@ -242,8 +272,8 @@ espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job,
       "dump/raw/${set}/wav.scp"
     for i in $(seq "${n}"); do
       echo "--ngpu ${decode_gpus} --data_path_and_name_and_type dump/raw/${set}/wav.scp,speech,sound" \
-           "--key_file ${root}/${set}/logdir/keys.${i}.scp --s2t_train_config ${config} --s2t_model_file ${model}" \
-           "--lang_sym ${lang_token} --task_sym ${task_token} --output_dir ${root}/${set}/logdir/output.${i}" \
+           "--key_file ${root}/${set}/logdir/keys.${i}.scp --${model_arg}_train_config ${config}" \
+           "--${model_arg}_model_file ${model} $(prompt_args) --output_dir ${root}/${set}/logdir/output.${i}" \
            "${inference_args}" >> "${root}/logdir/args.${i}.txt"
     done
   done
@@ -251,7 +281,9 @@ espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job,
   ${decode_cmd} --gpu "${decode_gpus}" JOB=1:"${n}" "${root}/logdir/decode.JOB.log" \
     ${python} -m espnet_peft.bin.run_many "espnet_peft.bin.${inference_module}" "${root}/logdir/args.JOB.txt"
   for set in "${todo[@]}"; do
-    for i in $(seq "${n}"); do cat "${root}/${set}/logdir/output.${i}/1best_recog/text_nospecial"; done \
+    # asr_inference writes its text without special tokens as "text"; S2T keeps them there
+    for i in $(seq "${n}"); do cat "${root}/${set}/logdir/output.${i}/1best_recog/$([ "${task}" = asr ] && echo text ||
+                                   echo text_nospecial)"; done \
       | sort > "${root}/${set}/text.tmp"
     mv "${root}/${set}/text.tmp" "${root}/${set}/text"
     # shellcheck disable=SC2046
@@ -286,11 +318,21 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
       --min_sec "${min_sec}" --max_sec "${max_sec}"
   done
   for set in ${all_sets}; do
-    ${python} -m espnet_peft.bin.make_s2t_text --data_dir "dump/raw/${set}" --lang "${lang_token}" \
-      --task "${task_token}" --notime "$([ "${task}" = s2t ] && echo true || echo false)"
+    if [ "${task}" = asr ]; then  # Whisper writes sentences: its targets do too ("The cat sat." for "the cat sat")
+      ${python} -m espnet_peft.bin.make_written_text --data_dir "dump/raw/${set}"
+    else
+      ${python} -m espnet_peft.bin.make_s2t_text --data_dir "dump/raw/${set}" --lang "${lang_token}" \
+        --task "${task_token}" --notime "$([ "${task}" = s2t ] && echo true || echo false)"
+    fi
     # ESPnet's batch sampler reads lengths from a shape file (no collect_stats pass needed for utterance_mvn).
     cp "dump/raw/${set}/utt2num_samples" "dump/raw/${set}/speech_shape"
   done
+  if [ "${pad_to_window}" = true ]; then
+    log "Stage 3: zero-pad every utterance to the ${speech_length} s window (dump/raw/<set>/window/)"
+    # shellcheck disable=SC2046
+    ${python} -m espnet_peft.bin.pad_to_window --seconds "${speech_length}" --fs "${fs}" \
+      $(for set in ${all_sets}; do echo "dump/raw/${set}"; done)
+  fi
 fi
 
 fetch_source() {  # the source model and its tokens; refuses a changed package or a token list of another BPE run
@@ -300,8 +342,16 @@ fetch_source() {  # the source model and its tokens; refuses a changed package o
 }
 use_source_model=$([ -n "${source_model}" ] && [ "${retrain_source}" = false ] && echo true || echo false)
 
+whisper_source() {  # the Whisper source model (ESPnet's own classes) and its token list, from source_config
+  ${python} -m espnet_peft.bin.whisper_source_model --config "${source_config}" --out "${source_dir}" \
+    --token_dir "${token_dir}"
+}
+
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
-  if [ "${use_source_model}" = true ]; then
+  if [ "${task}" = asr ]; then
+    log "Stage 4: Whisper's token list, and its model from ${source_config} (ESPNET_PEFT_WHISPER_DIR=${ESPNET_PEFT_WHISPER_DIR:-})"
+    whisper_source
+  elif [ "${use_source_model}" = true ]; then
     log "Stage 4: the BPE model and token list of ${source_model}"
     fetch_source
   elif [ -f "${token_dir}/tokens.txt" ]; then
@@ -316,7 +366,10 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-  if [ "${use_source_model}" = true ]; then
+  if [ "${task}" = asr ]; then
+    log "Stage 5: source model: Whisper, as ESPnet builds it from ${source_config} (no pretraining here)"
+    whisper_source
+  elif [ "${use_source_model}" = true ]; then
     log "Stage 5: source model from ${source_model}"
     if [ -f "${source_dir}/.done" ]; then
       log "ERROR: ${source_dir} holds a source model trained here (--retrain_source true); move it away" \
@@ -441,21 +494,27 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
   for text in exp/source/decode_zeroshot/*/text exp/*/decode/*/text; do
     [ -f "${text}" ] || continue
     set=$(basename "$(dirname "${text}")")
-    ${python} -m espnet_peft.bin.score --ref "dump/raw/${set}/text.ctc" --hyp "${text}" \
-      --utt2spk "dump/raw/${set}/utt2spk" --out "$(dirname "${text}")"
+    ${python} -m espnet_peft.bin.score --ref "dump/raw/${set}/${ref_text}" --hyp "${text}" \
+      --utt2spk "dump/raw/${set}/utt2spk" --out "$(dirname "${text}")" --normalizer "${score_normalizer}"
   done
   # run_info.json per experiment (and the zero-shot model per domain): what the report compares.
   device=$([ "${ngpu}" -gt 0 ] && echo "${ngpu} GPU(s)" || echo "cpu ($(nproc --all) cores); peak memory = max RSS")
+  other_sources() {  # <decode dir>: the source test sets after the first, as --other_source options
+    local set
+    for set in ${source_test_sets#"${first_source_test}"}; do echo "--other_source $1/${set}"; done
+  }
   for domain in ${target_domains}; do
     decoded=${source_dir}/decode_zeroshot
+    # shellcheck disable=SC2046
     ${python} -m espnet_peft.bin.write_run_info --exp_dir "${source_dir}/zero_shot_${domain}" --domain "${domain}" \
-      --method zero_shot --target "${decoded}/${domain}_test" --source "${decoded}/${first_source_test}"
+      --method zero_shot --target "${decoded}/${domain}_test" --source "${decoded}/${first_source_test}" \
+      $(other_sources "${decoded}")
   done
   while read -r -u 3 domain method seed name settings label; do
     # shellcheck disable=SC2046
     ${python} -m espnet_peft.bin.write_run_info --exp_dir "exp/${name}" --domain "${domain}" --method "${method}" \
       --seed "${seed}" $(set_opts "${settings}") --label "${label}" --target "exp/${name}/decode/${domain}_test" \
-      --source "exp/${name}/decode/${first_source_test}" --device "${device}"
+      --source "exp/${name}/decode/${first_source_test}" $(other_sources "exp/${name}/decode") --device "${device}"
   done 3<<< "${experiment_list}"
 fi
 
@@ -483,6 +542,8 @@ fi
 
 if [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ] && [ "${task}" = s2t_ctc ]; then
   log "Stage 13: skipped: the analyses take OWSM encoder-decoder models; an OWSM-CTC encoder needs its text prompt"
+elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ] && [ "${task}" = asr ] && [ -z "${analyses}" ]; then
+  log "Stage 13: skipped (--analyses \"\")"
 elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
   log "Stage 13: every fine-tuned model vs the source model on ${first_source_test} (${analyses})" \
       "-> exp/analysis/<domain>/<method>[_<field><value>]_s<seed>/ (first seed); RESULTS.md re-rendered with an" \

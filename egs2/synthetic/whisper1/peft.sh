@@ -1,0 +1,1 @@
+../../TEMPLATE/peft1/peft.sh
