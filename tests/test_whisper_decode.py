@@ -12,7 +12,6 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import soundfile
-import torch
 import yaml
 
 pytest.importorskip("whisper")
@@ -22,58 +21,18 @@ from espnet_peft.utils.audio_window import pad_data_dir  # noqa: E402
 from espnet_peft.utils.kaldi_data import read_table, write_table  # noqa: E402
 from espnet_peft.utils.text_norm import whisper_english  # noqa: E402
 from espnet_peft.whisper import offline  # noqa: E402
-from whisper_fixtures import PIPER_SENTENCES, piper_speech, tiny_en  # noqa: E402,F401 (fixtures)
+from whisper_fixtures import (  # noqa: E402,F401 (fixtures)
+    PIPER_SENTENCES, adapter_checkpoint, padded_piper_set, piper_speech, source, tiny_en,
+)
 
 WINDOW_SEC = 4.0  # shorter than the recipe's 15 s, so the test is quick; tiny.en then loops on some inputs
 CAP = 24          # --maxlenratio -24: a looping hypothesis stops here, in both decoders
 
 
 @pytest.fixture(scope="module")
-def source(tiny_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    monkey = pytest.MonkeyPatch()
-    monkey.setenv(offline.ENV_VARIABLE, str(tiny_en.parent))
-    root = tmp_path_factory.mktemp("whisper_source")
-    config = Path(__file__).resolve().parents[1] / "egs2/synthetic/whisper1/conf/whisper_source.yaml"
-    make_whisper_source(config, root / "source", root / "tokens")
-    yield root / "source"
-    monkey.undo()
-
-
-@pytest.fixture(scope="module")
 def padded_set(piper_speech: list, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = tmp_path_factory.mktemp("piper_set")
-    wav_scp, text = {}, {}
-    for i, (audio, sentence) in enumerate(piper_speech):
-        utt = f"joe-{i:03d}"
-        soundfile.write(data / f"{utt}.wav", audio.numpy(), 16000, subtype="PCM_16")
-        wav_scp[utt], text[utt] = str(data / f"{utt}.wav"), sentence
-    write_table(data / "wav.scp", wav_scp)
-    write_table(data / "text", text)
-    write_table(data / "utt2spk", {utt: "joe" for utt in wav_scp})
-    pad_data_dir(data, WINDOW_SEC)
-    return data
-
-
-def lora_checkpoint(source: Path, out: Path) -> tuple[Path, Path]:
-    """An adapter-only checkpoint with non-zero LoRA B (as after training) and the config that builds it."""
-    from espnet_peft.injection import adapter_layers
-    from espnet_peft.layers.create_adapter import ADAPTER_NAME
-    from espnet_peft.tasks.asr import ASRTask
-
-    config = yaml.safe_load((source / "config.yaml").read_text())
-    config.update(use_adapter=True, adapter=ADAPTER_NAME, init_param=[str(source / "model.pth")],
-                  adapter_conf={"method": "lora", "target_modules": ["query", "value"], "total_budget": 40000})
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(config))
-    model, _ = ASRTask.build_model_from_file(out / "config.yaml")  # injected, on Whisper's weights
-    torch.manual_seed(0)
-    state = {}
-    for name, layer in adapter_layers(model).items():
-        for key, value in layer.adapter_state_dict().items():
-            moved = value + 0.02 * torch.randn_like(value) if value.is_floating_point() else value
-            state[f"{name}.{key}"] = moved.detach()
-    torch.save(state, out / "adapter.pth")
-    return out / "config.yaml", out / "adapter.pth"
+    return padded_piper_set(piper_speech, tmp_path_factory.mktemp("piper_set"), len(PIPER_SENTENCES), WINDOW_SEC,
+                            written=False)
 
 
 def speech2text_tokens(config: Path, model: Path, data: Path) -> Dict[str, List[int]]:
@@ -121,7 +80,8 @@ def test_batched_decoding_equals_espnet_speech2text_at_beam_1(source: Path, padd
                                                                adapted: bool) -> None:
     config, model = (source / "config.yaml", source / "model.pth")
     if adapted:
-        config, model = lora_checkpoint(source, tmp_path / "lora")
+        model = adapter_checkpoint(source, tmp_path / "lora", ["query", "value"])
+        config = model.parent / "config.yaml"
     reference = speech2text_tokens(config, model, padded_set)
     ours = batched_tokens(config, model, padded_set, tmp_path / "decode", batch_size=3)  # rows leave mid-batch
     assert ours == reference
@@ -184,3 +144,23 @@ def test_written_targets_and_the_whisper_normaliser(tmp_path: Path) -> None:
     assert read_table(tmp_path / "text.plain") == {"a-1": "a new line"}
     # both sides go through it: casing, punctuation and spelled numbers do not count as errors
     assert whisper_english("Is it two?") == whisper_english("is it 2") == "is it 2"
+
+
+def test_the_source_model_is_made_once_and_refuses_what_it_cannot_make(source: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from espnet_peft.recipe.whisper_source import SOURCE_INFO
+
+    config = Path(__file__).resolve().parents[1] / "egs2/synthetic/whisper1/conf/whisper_source.yaml"
+    stamp = (source / "model.pth").stat().st_mtime_ns
+    make_whisper_source(config, source, source.parent / "tokens")  # the same inputs: nothing rewritten
+    assert (source / "model.pth").stat().st_mtime_ns == stamp
+    made_from = json.loads((source / SOURCE_INFO).read_text())["made_from"]
+    assert made_from["source"] == "whisper:tiny.en" and len(made_from["checkpoint_sha256"]) == 64
+    other = yaml.safe_load(config.read_text())
+    other["decoder_conf"]["whisper_model"] = "base"
+    (tmp_path / "mixed.yaml").write_text(yaml.safe_dump(other))
+    with pytest.raises(ValueError, match="name different Whisper models"):
+        make_whisper_source(tmp_path / "mixed.yaml", tmp_path / "out", tmp_path / "tokens")
+    monkeypatch.delenv(offline.ENV_VARIABLE)
+    with pytest.raises(ValueError, match=f"set {offline.ENV_VARIABLE}"):
+        make_whisper_source(config, tmp_path / "out", tmp_path / "tokens")

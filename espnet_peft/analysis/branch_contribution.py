@@ -16,6 +16,8 @@ architecture (the blocks' ``forward`` in espnet / espnet2):
   one), ``src_attn`` (attention over the encoder output), ``feed_forward``. In a post-norm block
   (``normalize_before`` False) each branch's add is followed by its norm, so the update is read as the change of the
   residual stream across branch + norm (``Branch.stream``): the updates still sum to the block's output;
+* openai-whisper ``ResidualAttentionBlock`` (ESPnet's Whisper encoder and decoder, ``whisper/model.py``), pre-norm:
+  ``self_attn`` (``attn``), ``src_attn`` (``cross_attn``, decoder blocks only), ``feed_forward`` (``mlp``);
 * Hugging Face encoder layers: Whisper (pre-norm) ``self_attn``, ``feed_forward`` (the ``fc2`` output); Wav2Vec2 /
   HuBERT with ``do_stable_layer_norm`` (pre-norm) ``self_attn`` (``attention``), ``feed_forward`` (and
   ``adapter_layer`` when present); Wav2Vec2 / HuBERT post-norm ``self_attn`` and ``feed_forward`` read as stream
@@ -102,12 +104,22 @@ def _hf_branches(block: nn.Module) -> list[Branch] | None:
     return None
 
 
+def _whisper_branches(block: nn.Module) -> list[Branch] | None:
+    """The branches of an openai-whisper block (x + attn(attn_ln(x)), + cross_attn(...), + mlp(mlp_ln(.))); None for
+    any other block. Told by class, as the HF layers are: no whisper import for models without it."""
+    if type(block).__name__ != "ResidualAttentionBlock" or not type(block).__module__.startswith("whisper"):
+        return None
+    return [Branch("self_attn", block.attn), *_optional("src_attn", block.cross_attn),
+            Branch("feed_forward", block.mlp)]
+
+
 def block_branches(block: nn.Module) -> list[Branch]:
     """The branches of an ESPnet Transformer, Conformer or E-Branchformer encoder block, of a Transformer decoder
-    block, or of a Hugging Face Whisper / Wav2Vec2 / HuBERT encoder layer, in forward order."""
-    hf = _hf_branches(block)
-    if hf is not None:  # before the ESPnet imports: an HF-only run never loads ESPnet
-        return hf
+    block, of an openai-whisper block (ESPnet's Whisper encoder / decoder) or of a Hugging Face Whisper / Wav2Vec2 /
+    HuBERT encoder layer, in forward order."""
+    known = _hf_branches(block) or _whisper_branches(block)
+    if known is not None:  # before the ESPnet imports: an HF-only run never loads ESPnet
+        return known
     from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoderLayer
 
     ConformerLayer = legacy_nets("pytorch_backend.conformer.encoder_layer").EncoderLayer
@@ -135,7 +147,8 @@ def block_branches(block: nn.Module) -> list[Branch]:
         return _decoder_branches(block)
     raise TypeError(
         f"no branch layout for {type(block).__name__}; supported: Transformer, Conformer and E-Branchformer encoder "
-        f"blocks, Transformer decoder blocks and Hugging Face Whisper / Wav2Vec2 / HuBERT encoder layers"
+        f"blocks, Transformer decoder blocks, openai-whisper blocks and Hugging Face Whisper / Wav2Vec2 / HuBERT "
+        f"encoder layers"
     )
 
 

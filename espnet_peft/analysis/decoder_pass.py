@@ -6,9 +6,11 @@ input from the batch's token ids (ASR: ``<sos>`` + text; S2T: ``<sos>`` + the pr
 that method keeps the input exactly what the installed ESPnet trains on, without a copy of its code; passing it the
 shared pass's encoder output means nothing is encoded twice.
 
-``DecoderAccess`` is a ``ModelAccess`` over the decoder blocks (``decoder.decoders``), so layer capture and the
-branch hooks of ``branch_contribution`` work on it as on an encoder. Its mask marks the real (non-padded) positions
-of the decoder input; every position of a row up to its length is real, the prompt included.
+``DecoderAccess`` is a ``ModelAccess`` over the decoder blocks (``decoder.decoders``; ESPnet's Whisper decoder:
+``decoder.decoders.blocks``), so layer capture and the branch hooks of ``branch_contribution`` work on it as on an
+encoder. A Whisper decoder is fed as ESPnet trains it: ``<sos>`` (``sym_sos``) + the text's Whisper tokens. Its
+mask marks the real (non-padded) positions of the decoder input; every position of a row up to its length is real,
+the prompt included.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from espnet_peft.analysis.branch_contribution import BranchUpdates, block_branches, branch_updates
-from espnet_peft.analysis.model_access import ModelAccess, lengths_to_mask
+from espnet_peft.analysis.model_access import ModelAccess, lengths_to_mask, stack_blocks
 from espnet_peft.analysis.sources import Batch
 
 #: why a batch gives no decoder pass (a run on such data lists this under ``skipped``)
@@ -45,9 +47,11 @@ def no_decoder_reason(model: nn.Module) -> Optional[str]:
         return "no attention decoder (a CTC-only model)"
     if not callable(getattr(model, "_calc_att_loss", None)):
         return f"{type(model).__name__} has no attention loss (_calc_att_loss) to teacher-force its decoder with"
-    blocks = getattr(decoder, "decoders", None)
-    if not isinstance(blocks, nn.Module) or len(blocks) == 0:
-        return f"{type(decoder).__name__} has no decoder blocks (decoder.decoders): Transformer decoders only"
+    stack = getattr(decoder, "decoders", None)
+    blocks = stack_blocks(stack)[0] if isinstance(stack, nn.Module) else None
+    if not isinstance(blocks, (nn.ModuleList, nn.Sequential)) or len(blocks) == 0:  # ESPnet's are MultiSequential
+        return (f"{type(decoder).__name__} has no decoder blocks (decoder.decoders): Transformer and Whisper "
+                f"decoders only")
     try:
         block_branches(blocks[0])
     except TypeError as error:
@@ -59,16 +63,16 @@ class DecoderAccess(ModelAccess):
     """The decoder blocks of an ESPnet ASR / S2T model; ``capture(encoder_out, encoder_out_lens, *targets)`` runs
     the model's attention loss on that encoder output (``targets``: what ``decoder_targets`` returns)."""
 
-    prefix = "decoder.decoders"
-
     def __init__(self, model: nn.Module):
         reason = no_decoder_reason(model)
         if reason is not None:
             raise TypeError(reason)
         self.model = model
+        self.blocks, below = stack_blocks(model.decoder.decoders)
+        self.prefix = f"decoder.decoders{below}"
 
     def layer_modules(self) -> Sequence[nn.Module]:
-        return list(self.model.decoder.decoders)
+        return list(self.blocks)
 
     def _run(self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, *targets: torch.Tensor
              ) -> TeacherForced:

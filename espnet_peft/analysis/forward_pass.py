@@ -47,7 +47,8 @@ def attention_modules(m: LoadedModel) -> list[torch.nn.Module]:
     for block in m.access.layer_modules():
         found = next((x for x in block.modules() if isinstance(x, MultiHeadedAttention)), None)
         if found is None:
-            raise TypeError(f"{type(block).__name__} has no MultiHeadedAttention")
+            raise TypeError(f"{type(block).__name__} has no ESPnet MultiHeadedAttention, whose kept maps (attn) are "
+                            f"what the attention analysis reads")
         modules.append(found)
     return modules
 

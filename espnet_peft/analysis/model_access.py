@@ -10,7 +10,9 @@ Two implementations:
 * ``EspnetEncoderAccess``: ESPnet encoders whose blocks live in ``encoder.encoders`` (Transformer, Conformer,
   E-Branchformer). Their blocks take and return ``(x, mask)``, or ``((x, pos_emb), mask)`` with relative positional
   encodings; the hidden state is the ``x`` part. The last block's output is the encoder output *before*
-  ``after_norm``.
+  ``after_norm``. ESPnet's Whisper encoder (``OpenAIWhisperEncoder``) keeps the openai-whisper ``AudioEncoder`` in
+  ``encoder.encoders``: its blocks are ``encoders.blocks`` (tensor in, tensor out) and its final norm
+  ``encoders.ln_post`` (``stack_blocks`` tells the two layouts apart, for the decoders too).
 * ``HFAccess``: Hugging Face ``transformers`` Whisper (encoder), Wav2Vec2 and HuBERT, bare or ``*ForCTC``, loaded with
   ``from_pretrained(local_dir)``. The last layer's output is taken before any final encoder norm (Whisper's
   ``encoder.layer_norm``, the stable-layer-norm Wav2Vec2/HuBERT variants' ``encoder.layer_norm``): ``final_norm()``
@@ -58,6 +60,16 @@ def _hidden(value: Any) -> torch.Tensor:
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``[B]`` lengths as a ``[B, max_len]`` bool mask, True on the first ``lengths[b]`` frames."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def stack_blocks(stack: nn.Module) -> tuple[Sequence[nn.Module], str]:
+    """The blocks of an ESPnet encoder's ``encoders`` or decoder's ``decoders``, and their path below it.
+
+    A module list is the blocks itself (``""``); ESPnet's Whisper wrappers hold a whole openai-whisper
+    ``AudioEncoder`` / ``TextDecoder`` there, whose blocks are its ``blocks`` list.
+    """
+    blocks = getattr(stack, "blocks", None)
+    return (blocks, ".blocks") if isinstance(blocks, nn.ModuleList) else (stack, "")
 
 
 class ModelAccess(abc.ABC):
@@ -136,13 +148,13 @@ class EspnetEncoderAccess(ModelAccess):
     The mask comes from the output lengths that both return as their second element.
     """
 
-    prefix = "encoders"
-
     def __init__(self, encoder: nn.Module, run: Callable[..., Any] | None = None):
         if not hasattr(encoder, "encoders"):
             raise TypeError(f"{type(encoder).__name__} has no `encoders` block list")
         self.encoder = encoder
         self.run = run if run is not None else encoder
+        self.blocks, below = stack_blocks(encoder.encoders)
+        self.prefix = f"encoders{below}"
 
     @classmethod
     def for_asr_model(cls, model: nn.Module) -> EspnetEncoderAccess:
@@ -150,11 +162,13 @@ class EspnetEncoderAccess(ModelAccess):
         return cls(model.encoder, run=model.encode)
 
     def layer_modules(self) -> Sequence[nn.Module]:
-        return list(self.encoder.encoders)
+        return list(self.blocks)
 
     def final_norm(self) -> nn.Module | None:
-        """``after_norm`` when the encoder applies one after its last block (pre-norm layouts), else None."""
-        return getattr(self.encoder, "after_norm", None)
+        """``after_norm`` when the encoder applies one after its last block (pre-norm layouts), Whisper's
+        ``encoders.ln_post``, else None."""
+        norm = getattr(self.encoder, "after_norm", None)
+        return norm if norm is not None else getattr(self.encoder.encoders, "ln_post", None)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         return self.run(*args, **kwargs)

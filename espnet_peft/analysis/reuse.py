@@ -7,8 +7,8 @@ run; keeping them makes each run after the first cost about one model instead of
 * ``load_model_once``: the models of the last run stay loaded (at most ``MODELS``), by what names them: label,
   source, device, attention mode and the files' modification times, so a rewritten checkpoint is loaded again.
 * ``PassCache``: the preprocessed batch and shared forward pass of a model that comes back, by model, utterances
-  (ids, audio files, transcripts) and what the pass captured, up to ``MAX_BYTES`` of tensors. A model's passes are
-  kept from its second run on, so that one-off models never push out the one that recurs.
+  (ids, audio files, transcripts, real lengths) and what the pass captured, up to ``MAX_BYTES`` of tensors. A
+  model's passes are kept from its second run on, so that one-off models never push out the one that recurs.
 
 Analyses only read a ``Forward``; none writes into its tensors, which is what makes a kept pass safe to hand out again.
 """
@@ -72,7 +72,7 @@ def tensor_bytes(value: Any) -> int:
 
 
 def utterances_key(utts: list[Utterance]) -> tuple:
-    return tuple((u.key, str(u.wav), tuple(sorted(u.texts.items()))) for u in utts)
+    return tuple((u.key, str(u.wav), tuple(sorted(u.texts.items())), u.num_samples) for u in utts)
 
 
 class PassCache:

@@ -8,12 +8,13 @@ module's docstring; per-batch results are combined exactly (frame means weighted
 characters).
 
 An analysis that does not apply to a model (no CTC head, no adapters, no transcripts, an HF model), or that compares
-two models when there is one, is listed under ``skipped`` with the reason instead of failing the run.
+two models when there is one, is listed under ``skipped`` with the reason instead of failing the run, and logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections import defaultdict
@@ -28,6 +29,8 @@ from espnet_peft.analysis.reuse import PASSES, pass_key
 from espnet_peft.analysis.sources import Batch, LoadedModel, Utterance, load_audio
 
 FORMAT = 2  # 2: sections from the analysis registry; the drift skip is keyed cka.drift
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -183,5 +186,9 @@ def run_analysis(models: Sequence[LoadedModel], utts: list[Utterance], settings:
         with timer(analysis.name):
             results.update(analysis.finish(run))
     results["skipped"] = dict(skipped)
+    for name, per in skipped.items():  # also in summary.md; logged so that a run's log says what it left out
+        for label, reason in per.items():
+            logger.warning("analysis %s skipped (%s): %s", name, "A vs B" if label == "AB" else f"model {label}",
+                           reason)
     results["timing_s"] = dict(timer.seconds)
     return to_json(results)

@@ -11,10 +11,14 @@ Models are named the way users have them on disk (``resolve_model``):
   config names, or the one given as ``ADAPTER_DIR@BASE_DIR``; loaded with peft itself (``hf_peft``).
 
 Audio (``read_utterances``): a Kaldi data dir (``wav.scp`` with plain paths, and ``text.ctc`` or ``text`` for the
-analyses that score transcripts), or a list file with one ``path`` or ``key path`` per line.
+analyses that score transcripts), or a list file with one ``path`` or ``key path`` per line. A data dir padded to one
+fixed window on disk (for Whisper, which has no padding mask: ``espnet_peft.utils.audio_window``) keeps each
+utterance's real length in ``utt2num_samples``: the audio is read as given, padding and all, and only the frames that
+cover the real samples count.
 
 Each model prepares its own input the way its inference does (``LoadedModel.batch``): ESPnet S2T (OWSM) models pad or
-trim every input to ``speech_length`` seconds and see it all as real; ASR models take padded batches with lengths;
+trim every input to ``speech_length`` seconds and see it all as real; ASR models take padded batches with lengths
+(ESPnet's Whisper ASR models too: having no mask, its encoder sees the padding of a batch or of a padded data dir);
 HF models get their feature extractor's input, one utterance per forward pass. ``Batch.real_frames`` says how many
 output frames of each utterance cover real audio, so that fixed-length padding (silence) never enters the statistics.
 """
@@ -158,6 +162,12 @@ class Utterance:
     key: str
     wav: Path
     texts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: the real (unpadded) samples of a file padded on disk (``utt2num_samples``); None: all of it is real
+    num_samples: Optional[int] = None
+
+    def real_samples(self, audio_samples: int) -> int:
+        """How many of the ``audio_samples`` read from the file are real audio."""
+        return audio_samples if self.num_samples is None else min(audio_samples, self.num_samples)
 
     @property
     def ctc_text(self) -> Optional[str]:
@@ -179,6 +189,8 @@ class Utterance:
 _LEADING_TAGS = re.compile(r"^(\s*<[^<>\s]*>)+\s*")
 #: transcript files read from a Kaldi data dir (the S2T ones when present)
 TEXT_FILES = ("text", "text.prev", "text.ctc")
+#: the real lengths of a data dir padded on disk (``espnet_peft.utils.audio_window.pad_data_dir``)
+NUM_SAMPLES = "utt2num_samples"
 
 
 def _evenly_spaced(items: list, count: Optional[int]) -> list:
@@ -195,6 +207,18 @@ def _read_table(path: Path) -> dict[str, str]:
         raise AnalysisInputError(str(error)) from None
 
 
+def _read_num_samples(source: Path) -> dict[str, int]:
+    """``utt2num_samples`` of a data dir as ints (empty when it has none)."""
+    path = source / NUM_SAMPLES
+    if not path.is_file():
+        return {}
+    table = _read_table(path)
+    bad = [(key, value) for key, value in table.items() if not value.isdigit()]
+    if bad:
+        raise AnalysisInputError(f"{path}: sample counts must be non-negative integers, got {bad[:3]}")
+    return {key: int(value) for key, value in table.items()}
+
+
 def read_utterances(data: str, max_utts: Optional[int] = None,
                     skipped: Optional[dict[str, tuple[str, str]]] = None) -> list[Utterance]:
     """Utterances of a Kaldi data dir or a wav list (see the module docstring), at most ``max_utts`` of them.
@@ -206,6 +230,7 @@ def read_utterances(data: str, max_utts: Optional[int] = None,
     skipped = {} if skipped is None else skipped
     source = Path(data)
     tables: dict[str, dict[str, str]] = {}
+    num_samples: dict[str, int] = {}
     if source.is_dir():
         scp = source / "wav.scp"
         if not scp.is_file():
@@ -213,6 +238,7 @@ def read_utterances(data: str, max_utts: Optional[int] = None,
                                      f"file listing one wav path (or 'key path') per line")
         wavs = _read_table(scp)
         tables = {name: _read_table(source / name) for name in TEXT_FILES if (source / name).is_file()}
+        num_samples = _read_num_samples(source)
     elif source.is_file():
         wavs = {}
         for line in source.read_text(encoding="utf-8").splitlines():
@@ -229,7 +255,8 @@ def read_utterances(data: str, max_utts: Optional[int] = None,
             raise AnalysisInputError(f"{source}: {key} is a Kaldi pipe entry; only plain wav paths are supported")
     utts = []
     for key in _evenly_spaced(sorted(wavs), max_utts):
-        utt = Utterance(key, Path(wavs[key]), {name: t[key] for name, t in tables.items() if key in t})
+        utt = Utterance(key, Path(wavs[key]), {name: t[key] for name, t in tables.items() if key in t},
+                        num_samples.get(key))
         audio = check_audio(wavs[key], None)
         if audio.reason:
             skipped[key] = (audio.reason, audio.detail)
@@ -380,7 +407,7 @@ def _load_espnet(label: str, source: ModelSource, device: str) -> LoadedModel:
         data = {k: v.to(device) for k, v in data.items()}
         # the S2T preprocessor returns mono audio as [T, 1]; [B, T] is what inference feeds the encoder
         speech = data["speech"].squeeze(-1) if data["speech"].dim() == 3 else data["speech"]
-        real = [min(len(a), fixed or len(a)) for a in audio]
+        real = [min(u.real_samples(len(a)), fixed or len(a)) for u, a in zip(utts, audio)]
         out = Batch(utts, (speech, data["speech_lengths"]), {}, real, data["speech_lengths"].tolist(),
                     speech=speech, lengths=data["speech_lengths"])
         if scored:
@@ -480,7 +507,7 @@ def _load_hf(label: str, source: ModelSource, device: str, eager_attention: bool
         told = len(audio[0])
         if "input_features" in inputs:  # Whisper pads every input to its 30 s window
             told = max(told, int(extractor.n_samples))
-        out = Batch(utts, (), dict(inputs), [len(audio[0])], [told])
+        out = Batch(utts, (), dict(inputs), [utts[0].real_samples(len(audio[0]))], [told])
         if eager_attention:
             out.kwargs["output_attentions"] = True
         if utts[0].ctc_text is not None:

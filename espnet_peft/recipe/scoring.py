@@ -359,7 +359,8 @@ def score_files(ref_path: Path, hyp_path: Path, out_dir: Path, utt2spk_path: Opt
                               {u: tokenize(t) for u, t in norm_hyps.items()},
                               speakers, Path(out_dir) / SCORE_DIRS[unit], unit)
         result = dataclasses.replace(result, missing_hyp=missing, extra_hyp=extra)
-        atomic_write_text(result.score_dir / "summary.json", json.dumps({**result.summary(), "normalizer": normalizer}, indent=2) + "\n")
+        summary = {**result.summary(), "normalizer": normalizer}
+        atomic_write_text(result.score_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         results[unit] = result
     return results
 

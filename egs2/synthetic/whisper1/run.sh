@@ -41,6 +41,5 @@ exec ./peft.sh \
     --decode_batch_size 32 \
     --score_normalizer whisper_english \
     --train_jobs 2 \
-    --analyses "" \
     "${mode_opts[@]}" \
     "$@"

@@ -31,9 +31,9 @@ class LayerAblation(Analysis):
         if not model.is_espnet:
             return "HF models: the ablation erases ESPnet encoder blocks and scores with the ESPnet CTC loss"
         reason = ctc_reason(model)
-        if reason is None and not has_refs:
-            reason = "the data has no transcripts (text / text.ctc)"
-        return reason
+        if reason is not None:
+            return f"{reason}: the ablation scores each erased layer with the CTC loss and greedy CTC CER"
+        return None if has_refs else "the data has no transcripts (text / text.ctc)"
 
     def _ablate(self, m: LoadedModel, batches: Sequence[Batch], batch_size: int) -> dict[str, Any]:
         speech, lengths = _concat(batches, "speech", 0.0), torch.cat([b.lengths for b in batches])

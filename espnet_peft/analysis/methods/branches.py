@@ -1,6 +1,6 @@
 """Branch contribution (``analysis.branch_contribution``): per block, the size of each branch's update (attention,
 convolution / cgMLP, feed-forward, ...) relative to the block input. ESPnet Transformer / Conformer / E-Branchformer
-blocks, Hugging Face Whisper / Wav2Vec2 / HuBERT encoder layers."""
+blocks, ESPnet's Whisper (openai-whisper) blocks, Hugging Face Whisper / Wav2Vec2 / HuBERT encoder layers."""
 
 from __future__ import annotations
 

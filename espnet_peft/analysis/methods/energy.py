@@ -1,8 +1,9 @@
 """Adapter SVD energy (``analysis.adapter_energy``): the k90 of every adapter's bottleneck activations and of their
 gradients under the training loss (the CTC loss when the data lacks the model's full text inputs), next to the same
-model with freshly initialised adapters. Adapted ESPnet models, with transcripts and a CTC head; Hugging Face models
-with a peft adapter (the ``lora_A`` output of every LoRA layer, ``hf_peft``), under the model's own loss from the
-transcripts (``*ForCTC``: CTC loss; Whisper: decoder loss), which needs the model's tokenizer."""
+model with freshly initialised adapters. Adapted ESPnet models with transcripts: ASR ones (Whisper included: its
+loss is the decoder's alone), S2T ones with a CTC head; Hugging Face models with a peft adapter (the ``lora_A``
+output of every LoRA layer, ``hf_peft``), under the model's own loss from the transcripts (``*ForCTC``: CTC loss;
+Whisper: decoder loss), which needs the model's tokenizer."""
 
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ class AdapterEnergy(Analysis):
         if model.is_espnet:
             if not adapter_layers(model.model):
                 return "the model has no espnet_peft adapters"
-            if ctc_reason(model) is not None or not has_refs:
-                return "no loss to take gradients of (needs transcripts and a CTC head)"
+            if not has_refs:
+                return "no loss to take gradients of: the data has no transcripts (text / text.ctc)"
+            no_ctc = ctc_reason(model)
+            if no_ctc is not None and model.source.task != "asr":  # ASR batches with transcripts are training batches
+                return (f"no loss to take gradients of: {no_ctc}, and S2T batches fall back on the CTC loss when the "
+                        f"data lacks the prompted text of the training loss")
             return None
         if model.source.adapter is None:
             return "the HF model has no adapter: name a peft adapter dir (ADAPTER_DIR or ADAPTER_DIR@BASE_DIR)"

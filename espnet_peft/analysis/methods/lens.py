@@ -1,7 +1,8 @@
 """The CTC logit lens (``analysis.logit_lens``): the CTC head on every layer, per-layer greedy CER and KL to the
 final layer. ESPnet models with a CTC head, and Hugging Face ``*ForCTC`` models (their ``lm_head``, read from the
-shared pass); the CER needs transcripts (and, for HF, the model's tokenizer). Both read the run's shared pass, which
-sees the input as the model does (S2T: padding included), so the lens costs no forward pass of its own."""
+shared pass); the CER needs transcripts (and, for HF, the model's tokenizer). Models without a CTC head (ESPnet's
+Whisper, trained with ctc_weight 0) are skipped with that reason. Both read the run's shared pass, which sees the
+input as the model does (S2T: padding included), so the lens costs no forward pass of its own."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def ctc_reason(m: LoadedModel) -> Optional[str]:
         return None if is_hf_ctc(m.model) else (f"{type(m.model).__name__} has no CTC head: the lens reads the "
                                                 f"lm_head of Hugging Face *ForCTC models (Wav2Vec2ForCTC, HubertForCTC)")
     if getattr(m.model, "ctc", None) is None:
-        return "the model has no CTC head (ctc_weight 0)"
+        whisper = type(getattr(m.model, "encoder", None)).__name__ == "OpenAIWhisperEncoder"
+        return "the model has no CTC head (ctc_weight 0" + ("; Whisper is trained without one)" if whisper else ")")
     return None
 
 
@@ -39,7 +41,10 @@ class LogitLens(Analysis):
         self.means = WeightedMeans()
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
-        return ctc_reason(model)
+        reason = ctc_reason(model)
+        if reason is not None and model.is_espnet:  # the HF reason already names the head it looks for
+            reason += ": the lens reads every encoder layer through the CTC head, so there is no lens to read"
+        return reason
 
     def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
         with_cer = batch.refs is not None and model.decode is not None and ref_chars(batch.refs) > 0
