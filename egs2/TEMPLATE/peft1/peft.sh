@@ -67,8 +67,8 @@ analysis_max_utts=100     # source-domain test utterances per analysis
 analysis_device=cpu       # stage 13's torch device (cuda: its job asks the launcher for one GPU)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--seeds \"0 1 2\"]
   [--sweep \"ssvd_o:outer_share=0,0.5,1 lora:alpha=8,32\"] [--nj N] [--ngpu N] [--num_nodes N] [--train_jobs N]
-  [--analysis_device cpu|cuda] [--source_model DIR|TAG] [--task s2t|s2t_ctc] [--target_domains \"child accent\"] ...
-Stages: 1 data prep, 2 validate, 3 filter + S2T text, 4 tokens, 5 source model, 6 zero-shot decode,
+  [--analysis_device cpu|cuda] [--source_model DIR|TAG] [--task s2t|s2t_ctc|asr] [--target_domains \"child accent\"] ...
+Stages: 1 data prep, 2 validate, 3 filter + training text, 4 tokens, 5 source model, 6 zero-shot decode,
   7 fine-tune, 8 decode, 9 score, 10 figures, 11 merge + export adapters, 12 report,
   13 analysis (drift map, logit lens, layer contributions, adapter energy; RESULTS.md re-rendered with it)."
 
@@ -312,7 +312,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
-  log "Stage 3: validate + length/empty-text filtering of train/dev sets (${min_sec}-${max_sec} s); S2T text files"
+  log "Stage 3: validate + length/empty-text filtering of train/dev sets (${min_sec}-${max_sec} s); the text files the model trains on"
   for set in ${train_sets} ${dev_sets}; do
     ${python} -m espnet_peft.bin.validate_data --src "data/${set}" --dst "dump/raw/${set}" --fs "${fs}" \
       --min_sec "${min_sec}" --max_sec "${max_sec}"
