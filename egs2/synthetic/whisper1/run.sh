@@ -18,8 +18,8 @@ if [ "${1:-}" = --quick ]; then
 fi
 
 # Whisper's encoder has no padding mask, and in windows much shorter than its 30 s it loops; every utterance is
-# zero-padded to one 15 s window (the shortest that keeps Whisper's zero-shot WER on Piper speech near its 30 s one,
-# docs/whisper.md), for training and decoding alike. Hypotheses are capped at 40 tokens (sentences here have <= 6
+# zero-padded to one 15 s window (6 s and shorter loop; 8-15 s gave the same zero-shot WER on Piper speech, 30 s a
+# little lower at twice the step cost: benchmarks/whisper_window.py, docs/whisper.md), for training and decoding. Hypotheses are capped at 40 tokens (sentences here have <= 6
 # words), and the report counts those that hit the cap.
 exec ./peft.sh \
     --task asr \
