@@ -6,13 +6,10 @@ set -euo pipefail
 . ./path.sh
 . ./db.sh
 
-seed=0
-nj=2
-# utterances per split (DOMAIN.SPLIT=N: one domain). source.newtext: new sentences read by the training speakers.
-# child.test=330: the slower child voices push about 6% past the 3.5 s window, and stage 2 drops those.
-sizes="train=400,dev=60,test=300,child.test=330,source.train=16000,source.dev=200,source.newtext=300"
-speakers="train=12,dev=6,test=10,source.train=46"      # speakers per split, disjoint across splits
-max_words=6      # 4-6 word sentences (1-3.5 s): short utterances let a from-scratch model learn in minutes on CPU
+# seed, nj, sizes, speakers, max_words: the corpus (egs2/synthetic/whisper1 reads the same file)
+# shellcheck source=corpus.conf
+. "$(dirname "$0")/corpus.conf"
+skip=            # <domain>_<split> dirs drawn but not synthesised (their sentences stay out of every other set)
 . utils/parse_options.sh
 
 for tool in espeak-ng sox; do
@@ -20,7 +17,7 @@ for tool in espeak-ng sox; do
 done
 python3 -m espnet_peft.bin.synthesize_corpus --out "${SYNTH_CORPUS}" --seed "${seed}" --nj "${nj}" --sizes "${sizes}" \
   --speakers_per_split "${speakers}" \
-  --max_words "${max_words}"
+  --max_words "${max_words}" --skip "${skip}"
 for dir in "${SYNTH_CORPUS}"/*_{train,dev,test,newtext}; do
   [ -d "${dir}" ] || continue
   rm -rf "data/${dir##*/}"
