@@ -205,13 +205,10 @@ def whisper_converter(train_args: argparse.Namespace):
 
 def load_decoder(task: str, args: argparse.Namespace) -> tuple:
     """``(model, training args, batch decoder)`` of an adapter-aware S2T or S2T-CTC checkpoint."""
-    if task == "s2t_ctc":
-        from espnet_peft.tasks.s2t_ctc import S2TTask as Task
-    elif task == "asr":
-        from espnet_peft.tasks.asr import ASRTask as Task
-    else:
-        from espnet_peft.tasks.s2t import S2TTask as Task
-    model, train_args = Task.build_model_from_file(args.s2t_train_config, args.s2t_model_file, args.device)
+    from espnet_peft.export import task_class  # the plugin's task of each kind
+
+    model, train_args = task_class(task).build_model_from_file(args.s2t_train_config, args.s2t_model_file,
+                                                               args.device)
     model.eval()
     if task == "asr":
         primer = list(whisper_converter(train_args).tokenizer.sot_sequence_including_notimestamps)
