@@ -30,17 +30,19 @@ def test_every_stage_leaves_its_outputs(finished: Path) -> None:
     assert source["made_from"]["source"] == "whisper:tiny.en"
     for name in ("piper_test", "source_test", "child_test", "child_train"):
         dump = finished / "dump" / "raw" / name
-        assert set((dump / "speech_shape").read_text().split()[1::2]) == {str(15 * 16000)}  # one window
+        assert set((dump / "speech_shape").read_text().split()[1::2]) == {str(10 * 16000)}  # one window
         assert (dump / "text").read_text().split("\n")[0].endswith(".")  # written sentences
     for method in METHODS:
         exp = finished / "exp" / f"child_{method}_s0"
         for test_set in ("child_test", "piper_test", "source_test"):
             info = json.loads((exp / "decode" / test_set / "decode_info.json").read_text())
-            assert info["settings"]["window_sec"] == 15 and info["length_cap"] == 40
+            assert info["settings"]["window_sec"] == 10 and info["length_cap"] == 40
             summary = json.loads((exp / "decode" / test_set / "score_wer" / "summary.json").read_text())
             assert summary["normalizer"] == "whisper_english"
         if method != "full":
             assert (exp / "merged" / "model.pth").is_file() and (exp / "adapter" / "adapter_model.pth").is_file()
+    probes = json.loads((finished / "exp" / "child_lora_s0" / "adapter_dynamics.json").read_text())["probes"]
+    assert probes[0]["step"] == 0 and len(probes[0]["layers"]) == 24  # LoRA's A/B probe is on (conf/peft/lora.yaml)
 
 
 def test_the_report_has_the_forgetting_sets_the_zero_shot_table_and_the_analysis(finished: Path) -> None:

@@ -18,9 +18,10 @@ if [ "${1:-}" = --quick ]; then
 fi
 
 # Whisper's encoder has no padding mask, and in windows much shorter than its 30 s it loops; every utterance is
-# zero-padded to one 15 s window (6 s and shorter loop; 8-15 s gave the same zero-shot WER on Piper speech, 30 s a
-# little lower at twice the step cost: benchmarks/whisper_window.py, docs/whisper.md), for training and decoding. Hypotheses are capped at 40 tokens (sentences here have <= 6
-# words), and the report counts those that hit the cap.
+# zero-padded to one 10 s window, for training and decoding: 6 s and shorter loop, 8-15 s gave the same zero-shot WER
+# on Piper speech, 30 s a little lower at three times the step cost (benchmarks/whisper_window.py, docs/whisper.md);
+# every utterance here is under 3.5 s. Hypotheses are capped at 40 tokens (sentences here have <= 6 words), and the
+# report counts those that hit the cap.
 exec ./peft.sh \
     --task asr \
     --token_type whisper_en \
@@ -32,9 +33,9 @@ exec ./peft.sh \
     --target_domains "child accent" \
     --finetune_config conf/finetune.yaml \
     --full_finetune_config conf/finetune_full.yaml \
-    --speech_length 15 \
+    --speech_length 10 \
     --pad_to_window true \
-    --max_sec 15 \
+    --max_sec 10 \
     --budget 40000 \
     --decode_ctc_weight 0 \
     --decode_maxlenratio -40 \
