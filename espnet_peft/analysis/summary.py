@@ -158,6 +158,7 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
     without an analysis are left out; no lines at all when nothing matches.
     """
     from espnet_peft.analysis.plots import plot_drift
+    from espnet_peft.analysis.seed_intervals import report_lines
 
     analyses = collect_analyses(analysis_root)
     if not analyses:
@@ -204,6 +205,7 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
             lines += [f"![drift per method, {domain}]({_link(figure, links_from)})", ""]
         lines += _table(["method", "forgetting ΔWER src", "mean CKA", "lowest CKA", "last-layer CKA",
                          "decoder mean CKA", "lens CER (last layer, %)", "energy k90 act / grad", "details"], rows)
+        lines += report_lines(block["rows"], analyses)
         models = Path(analysis_root) / domain / "models"
         if (models / "summary.md").is_file():  # stage 13's many-model comparison of the domain
             lines += ["", f"Every method against every other, layer by layer: [summary]"

@@ -64,6 +64,8 @@ inference_args=           # decoder=espnet only; empty: greedy ("--beam_size 1 -
 # stage 13: any names of python -m espnet_peft.bin.analyze --help
 analyses="cka,lens,contribution,branches,energy,decoder_drift,decoder_contribution,decoder_branches"
 analysis_max_utts=100     # source-domain test utterances per analysis
+seed_analyses=             # analyses of every later seed's models too (e.g. "cka,decoder_drift": intervals over
+                          # seeds for the drift, espnet_peft.analysis.seed_intervals); empty: the first seed only
 analysis_device=cpu       # stage 13's torch device (cuda: its job asks the launcher for one GPU)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--methods \"lora ssvd_o\"] [--budget N] [--seeds \"0 1 2\"]
   [--sweep \"ssvd_o:outer_share=0,0.5,1 lora:alpha=8,32\"] [--nj N] [--ngpu N] [--num_nodes N] [--train_jobs N]
@@ -546,27 +548,31 @@ elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ] && [ "${task}" = asr ] 
   log "Stage 13: skipped (--analyses \"\")"
 elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
   log "Stage 13: every fine-tuned model vs the source model on ${first_source_test} (${analyses})" \
-      "-> exp/analysis/<domain>/<method>[_<field><value>]_s<seed>/ (first seed); RESULTS.md re-rendered with an" \
-      "Analysis section"
+      "-> exp/analysis/<domain>/<method>[_<field><value>]_s<seed>/ (first seed; later seeds: ${seed_analyses:-none});" \
+      "RESULTS.md re-rendered with an Analysis section"
   mkdir -p exp/analysis/logdir
   : > exp/analysis/logdir/args.txt
   read -r first_seed _ <<< "${seeds}"
   todo=()
   while read -r -u 3 domain _ seed name _; do
-    # the first seed's model of each report row: the Analysis section shows one model per row
-    [ "${seed}" = "${first_seed}" ] || continue
+    # the first seed's model of each report row gets every analysis; later seeds get --seed_analyses, if any
+    run_analyses=${analyses}
+    if [ "${seed}" != "${first_seed}" ]; then
+      [ -n "${seed_analyses}" ] || continue
+      run_analyses=${seed_analyses}
+    fi
     out="exp/analysis/${domain}/${name#"${domain}_"}"
     # the checkpoints stages 6 and 8 decode; redone unless made_from.json matches models, audio and settings
     made_from="--out ${out} --input model_a=${source_dir}/model.pth --input config_a=${source_dir}/config.yaml"
     made_from+=" --input model_b=exp/${name}/${best_checkpoint} --input config_b=exp/${name}/config.yaml"
-    made_from+=" --input wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${analyses// /,}"
+    made_from+=" --input wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${run_analyses// /,}"
     made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
     # shellcheck disable=SC2086
     if ${python} -m espnet_peft.bin.made_from check ${made_from}; then log "skip ${out}: done"; continue; fi
     todo+=("${made_from}")
     echo "--model_a_config ${source_dir}/config.yaml --model_a_file ${source_dir}/model.pth" \
          "--model_b_config exp/${name}/config.yaml --model_b_file exp/${name}/${best_checkpoint}" \
-         "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${analyses}" \
+         "--data dump/raw/${first_source_test} --max_utts ${analysis_max_utts} --analyses ${run_analyses}" \
          "--device ${analysis_device} --out ${out}" >> exp/analysis/logdir/args.txt
   done 3<<< "${experiment_list}"
   # per domain, every first-seed model against every other and the source (analyze --models), in the same job

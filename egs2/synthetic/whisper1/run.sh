@@ -22,6 +22,7 @@ fi
 # on Piper speech, 30 s a little lower at three times the step cost (benchmarks/whisper_window.py, docs/whisper.md);
 # every utterance here is under 3.5 s. Hypotheses are capped at 40 tokens (sentences here have <= 6 words), and the
 # report counts those that hit the cap.
+# Every seed's models get the encoder and decoder CKA drift (stage 13), for seed intervals of BTS's findings.
 exec ./peft.sh \
     --task asr \
     --token_type whisper_en \
@@ -42,5 +43,6 @@ exec ./peft.sh \
     --decode_batch_size 32 \
     --score_normalizer whisper_english \
     --train_jobs 2 \
+    --seed_analyses cka,decoder_drift \
     "${mode_opts[@]}" \
     "$@"
