@@ -69,24 +69,41 @@ def test_fixed_window_pads_and_trims() -> None:
     assert batch[0, :5].eq(1).all() and batch[0, 5:].eq(0).all() and batch[1].eq(1).all()
 
 
-def test_skips_only_when_model_and_settings_match(pretrained_s2t: PretrainedModel, tmp_path: Path) -> None:
+def test_skips_only_when_model_audio_settings_and_hypotheses_match(pretrained_s2t: PretrainedModel,
+                                                                     tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(pretrained_s2t.valid_dir, data)
+    wavs = {}
+    for key, location in read_table(data / "wav.scp").items():  # own copies of the audio, to overwrite below
+        wavs[key] = shutil.copy(location, tmp_path / f"{key}.wav")
+    (data / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in sorted(wavs.items())))
     out = tmp_path / "out"
-    _decode_dir(pretrained_s2t, pretrained_s2t.valid_dir, out)
+    first = _decode_dir(pretrained_s2t, data, out)
     info = json.loads((out / "decode_info.json").read_text())
-    assert info["utterances"] == len(read_table(pretrained_s2t.valid_dir / "wav.scp"))
+    assert info["utterances"] == len(wavs)
+    stamp = (out / "text").stat().st_mtime_ns
+    assert _decode_dir(pretrained_s2t, data, out) == first
+    assert (out / "text").stat().st_mtime_ns == stamp, "same model, audio and settings: the set is skipped"
+    # a hypothesis file edited by hand is decoded again, never kept
     (out / "text").write_text("stale\n")
-    _decode_dir(pretrained_s2t, pretrained_s2t.valid_dir, out)
-    assert (out / "text").read_text() == "stale\n", "same model and settings: the set is skipped"
+    assert _decode_dir(pretrained_s2t, data, out) == first
+    # a wav overwritten in place (wav.scp unchanged): decoded again, so that utterance now reads the other's audio
+    one, other = sorted(wavs)[:2]
+    shutil.copy(wavs[other], wavs[one])
+    again = _decode_dir(pretrained_s2t, data, out)
+    assert again[one] == first[other] and {k: v for k, v in again.items() if k != one} == \
+        {k: v for k, v in first.items() if k != one}
     # another checkpoint (a copy with one changed byte is enough to change the fingerprint)
     changed = tmp_path / "model.pth"
     shutil.copy(pretrained_s2t.model_file, changed)
     state = torch.load(changed, map_location="cpu")
-    first = next(iter(state))
-    state[first] = state[first] + 1.0
+    first_key = next(iter(state))
+    state[first_key] = state[first_key] + 1.0
     torch.save(state, changed)
+    stamp = (out / "text").stat().st_mtime_ns
     s2t_batch_inference.main(["--s2t_train_config", str(pretrained_s2t.config), "--s2t_model_file", str(changed),
-                              "--set", str(pretrained_s2t.valid_dir), str(out)])
-    assert (out / "text").read_text() != "stale\n", "a different model must be decoded again"
+                              "--set", str(data), str(out)])
+    assert (out / "text").stat().st_mtime_ns != stamp, "a different model must be decoded again"
     assert json.loads((out / "decode_info.json").read_text())["settings"]["model_file"] == str(changed)
 
 

@@ -201,6 +201,9 @@ def test_bad_data_is_refused_by_name(tmp_path: Path) -> None:
     ({"method": "lora", "target_modules": TARGETS, "total_budget": 500, "r": 4}, "total_budget=500 and {'r': 4}"),
     ({"method": "ssvd", "target_modules": TARGETS, "rotation_ratio": 0.4, "preset": "espnet_pr6425",
       "rotation_map": "cayley"}, "rotation_map"),
+    ({"method": "lora", "target_modules": TARGETS, "alpha": 0}, "alpha must be > 0"),
+    ({"method": "dora", "target_modules": TARGETS, "alpha": -16}, "alpha must be > 0"),
+    ({"method": "ssvd_o", "target_modules": TARGETS, "k_inner": 0, "k_outer": 0}, "k_inner = k_outer = 0"),
 ])
 def test_bad_adapter_configs_are_refused_by_name(conf: dict, names: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))

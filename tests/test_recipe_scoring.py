@@ -12,6 +12,7 @@ import pytest
 
 from espnet_peft.bin import make_report, score
 from espnet_peft.recipe import bootstrap, comparisons, report, scoring
+from espnet_peft.recipe.fingerprint import mark_made_from
 from espnet_peft.utils.text_norm import normalize_text
 
 
@@ -77,7 +78,7 @@ def test_sclite_matches_hand_counts(scored: Dict[str, scoring.ScoreResult], tmp_
     assert words.counts.error_rate == pytest.approx(100 * 5 / 13)
     score_dir = tmp_path / "decode" / "test" / "score_wer"
     assert sorted(p.name for p in score_dir.iterdir()) == [
-        "hyp.trn", "jiwer_crosscheck.json", "per_utt.tsv", "ref.trn", "result.txt", "summary.json"]
+        "hyp.trn", "jiwer_crosscheck.json", "made_from.json", "per_utt.tsv", "ref.trn", "result.txt", "summary.json"]
     result_txt = (score_dir / "result.txt").read_text()
     assert "Sum/Avg" in result_txt  # sclite's own report, as ESPnet keeps it
     total = scoring.parse_sclite_sum(result_txt)
@@ -190,6 +191,11 @@ def test_paired_intervals() -> None:
 # ---------------------------------------------------------------- report
 
 
+def scored_by_hand(score_dir: Path) -> None:
+    """The provenance record a score dir needs (``scoring.check_score_dir``), for counts made here, not by sclite."""
+    mark_made_from(score_dir, {"inputs": {}, "settings": {}}, outputs=["per_utt.tsv"])
+
+
 def write_run(exp: Path, domain: str, name: str, target_errors: np.ndarray, source_errors: np.ndarray,
               ref: Dict[str, np.ndarray], params: int = 1000, **fields: object) -> None:
     """One experiment as the shell recipe leaves it: score dirs + run_info.json (method = ``name`` unless ``fields``
@@ -202,6 +208,7 @@ def write_run(exp: Path, domain: str, name: str, target_errors: np.ndarray, sour
         zeros = np.zeros(n, dtype=np.int64)
         counts = scoring.UtteranceCounts(tuple(f"{role}-u{i}" for i in range(n)), ref[role], errors, zeros, zeros)
         counts.write_tsv(score_dir / "per_utt.tsv")
+        scored_by_hand(score_dir)
     info = {"domain": domain, "method": name, "trainable_params": params,
             "train_time_s": None if name == "zero_shot" else 4000.0, "peak_mem_mb": 2048.0,
             "scores": {"target": "decode/test_target", "source": "decode/test_source"}, **fields}
@@ -456,6 +463,7 @@ def test_other_source_sets_get_wer_and_paired_forgetting_over_seeds(tmp_path: Pa
         zeros = np.zeros(len(errors), dtype=np.int64)
         scoring.UtteranceCounts(tuple(f"o-u{i}" for i in range(len(errors))), other_ref, errors, zeros,
                                 zeros).write_tsv(score_dir / "per_utt.tsv")
+        scored_by_hand(score_dir)
         info = json.loads((exp / "child" / name / "run_info.json").read_text())
         info["other_sources"] = {"espeak": "decode/espeak"}
         (exp / "child" / name / "run_info.json").write_text(json.dumps(info))
@@ -488,3 +496,43 @@ def test_zero_shot_table_shows_loops_and_the_token_cap(tmp_path: Path) -> None:
     # 6 insertions over 6 reference words: WER 100%, insertions 100%, the longest hypothesis 3x its reference
     assert lines[-1] == "|piper_test|2|6|100.0|100.0|3.0|1|1 (cap 9 tokens)|"
     assert json.loads((decoded / "score_wer" / "summary.json").read_text())["normalizer"] == "whisper_english"
+
+
+def _decoded_with(exp: Path, settings: Dict[str, object], **odd: Dict[str, object]) -> None:
+    """A decode record (made_from.json) in every decode set dir of ``exp``; runs named in ``odd`` get those settings."""
+    for decode_set in sorted(exp.glob("*/*/decode/*")):
+        run = decode_set.parent.parent.name
+        mark_made_from(decode_set, {"inputs": {}, "settings": {"model_sha256": run, **odd.get(run, settings)}})
+
+
+def test_a_table_holds_one_decode_setting_and_names_it(exp_root: Path, tmp_path: Path) -> None:
+    _decoded_with(exp_root, {"ctc_weight": 0.0, "word_penalty": 0.0})
+    markdown = report.build_report(report.collect_results(exp_root), tmp_path / "same", n_resamples=50)["results_md"]
+    assert ("- decoding and scoring, the same for every row: ctc_weight=`0.0`, decoder=`espnet2 Speech2Text`, "
+            "normalizer=`default`, word_penalty=`0.0`") in markdown.read_text()
+    _decoded_with(exp_root, {"ctc_weight": 0.0, "word_penalty": 0.0}, lora={"ctc_weight": 0.0, "word_penalty": 1.0})
+    with pytest.raises(report.ReportError, match=r"lora seed None .*word_penalty.*\(0\.0, 1\.0\)"):
+        report.summarise(report.collect_results(exp_root), n_resamples=50)
+
+
+@needs_sclite
+def test_scores_of_edited_hypotheses_or_edited_scores_are_refused_by_name(tmp_path: Path) -> None:
+    decoded = tmp_path / "decode" / "test"
+    ref = write_text(tmp_path / "ref", {"u1": "big red dog", "u2": "a small cat"})
+    decoded.mkdir(parents=True)
+    hyp = write_text(decoded / "text", {"u1": "big bed dog", "u2": "a small cat"})
+    mark_made_from(decoded, {"inputs": {}, "settings": {}}, outputs=["text"])  # as a decoder leaves it
+    scoring.score_files(ref, hyp, decoded, units=["word"])
+    assert scoring.read_score_dir(decoded).sub.sum() == 1
+    per_utt = decoded / "score_wer" / "per_utt.tsv"
+    kept = per_utt.read_text()
+    per_utt.write_text(kept.replace("\t1\t", "\t0\t", 1))
+    with pytest.raises(ValueError, match=f"{per_utt}.*changed after it was scored"):
+        scoring.read_score_dir(decoded)
+    per_utt.write_text(kept)
+    write_text(decoded / "text", {"u1": "big red dog", "u2": "a small cat"})  # a hand edit after decoding
+    with pytest.raises(ValueError, match=f"{hyp} changed after it was scored"):
+        scoring.read_score_dir(decoded)
+    scoring.score_files(ref, hyp, decoded, units=["word"])  # re-scored: the edit is still not a decoder's output
+    with pytest.raises(ValueError, match=f"{hyp} changed after it was decoded"):
+        scoring.read_score_dir(decoded)

@@ -1,10 +1,13 @@
 """Check or write the record of what a recipe output was made from (``made_from.json``), for shell stages.
 
-    python -m espnet_peft.bin.made_from check --out DIR --input model=M --input config=C --setting args="..."
-    python -m espnet_peft.bin.made_from mark  --out DIR --input model=M --input config=C --setting args="..."
+    python -m espnet_peft.bin.made_from check --out DIR --input model=M --audio wav_scp=W --setting args="..."
+    python -m espnet_peft.bin.made_from mark  --out DIR --input model=M --audio wav_scp=W --setting args="..." \
+        --output text
 
-``check`` exits 0 when ``DIR`` was completed from exactly these inputs (by sha256) and settings, 1 otherwise;
-``mark`` writes the record (call it once the output is complete).
+``check`` exits 0 when ``DIR`` was completed from exactly these inputs (by sha256), audio files (every file a
+``--audio`` wav.scp names, by sha256) and settings, and its recorded outputs are unchanged; 1 otherwise, saying why
+on stderr. ``mark`` writes the record, with the sha256 of each ``--output`` file (relative to ``DIR``); call it once
+the output is complete. See ``espnet_peft.recipe.fingerprint``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from espnet_peft.recipe.fingerprint import is_current, made_from, mark_made_from
+from espnet_peft.recipe.fingerprint import ProvenanceError, made_from, mark_made_from, read_record, stale_reason
 
 
 def _pairs(items: List[str], what: str) -> Dict[str, str]:
@@ -32,16 +35,27 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("action", choices=["check", "mark"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE")
+    parser.add_argument("--audio", action="append", default=[], metavar="NAME=WAV_SCP",
+                        help="a wav.scp whose every audio file counts as an input")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--output", action="append", default=[], metavar="FILE",
+                        help="mark: a file the step wrote (relative to --out), checked unchanged from then on")
     args = parser.parse_args(cmd)
     inputs = {name: Path(path) for name, path in _pairs(args.input, "input").items()}
-    missing = [str(path) for path in inputs.values() if not path.is_file()]
+    audio = {name: Path(path) for name, path in _pairs(args.audio, "audio").items()}
+    missing = [str(path) for path in [*inputs.values(), *audio.values()] if not path.is_file()]
     if missing:
         raise SystemExit(f"made_from: input file(s) not found: {missing}")
-    record = made_from(inputs, **_pairs(args.setting, "setting"))
+    try:
+        record = made_from(inputs, audio, **_pairs(args.setting, "setting"))
+    except ProvenanceError as err:
+        raise SystemExit(f"made_from: {err}") from None
     if args.action == "check":
-        return 0 if is_current(args.out, record) else 1
-    mark_made_from(args.out, record)
+        reason = stale_reason(args.out, record)
+        if reason is not None and read_record(args.out) is not None:
+            print(f"redo {args.out}: {reason}", file=sys.stderr)
+        return 0 if reason is None else 1
+    mark_made_from(args.out, record, args.output)
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 from espnet_peft.analysis.summary import report_section  # json + matplotlib only, no torch
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.report import ReportError, build_report, collect_results
+from espnet_peft.recipe.fingerprint import ProvenanceError
 from espnet_peft.recipe.scoring import ScoringError
 
 
@@ -40,7 +41,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                                links_from=args.links_from or args.exp_root.resolve().parent,
                                analysis_section=report_section,
                                zero_shot_dir=args.exp_root / "source" / "decode_zeroshot")
-    except (ReportError, ScoringError, FileNotFoundError) as error:  # their messages name the file
+    except (ReportError, ScoringError, ProvenanceError, FileNotFoundError) as error:  # their messages name the file
         raise SystemExit(f"report: {error}") from None
     for path in written.values():
         print(f"wrote {path}")

@@ -16,9 +16,12 @@ as ``python -m espnet2.bin.asr_inference --beam_size 1 --ctc_weight 0`` does, pr
 ``--window_sec`` (every input padded or trimmed to that window, as the recipe's data already are) or inputs of one
 length; otherwise each batch pads to its longest input and the results differ from one-at-a-time decoding (warned).
 Adapter checkpoints load through the plugin task.
-Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id) and ``decode_info.json``
-(the sha256 of the model file and config, and the settings). A set whose ``decode_info.json`` matches the current
-model and settings is skipped; anything else is decoded again, so a retrained model never leaves stale hypotheses.
+Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id), ``decode_info.json``
+(the settings, times and length-cap hits) and, last, ``made_from.json`` (``espnet_peft.recipe.fingerprint``: the
+sha256 of the model file, config, ``wav.scp`` and every audio file it names, the settings, and of the files written).
+A set whose record matches the current model, audio and settings, and whose ``text`` is unchanged, is skipped;
+anything else is decoded again, so a retrained model, a replaced wav or a hand-edited hypothesis file never leaves
+stale hypotheses.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from espnet_peft.atomic import atomic_write_text
 from espnet_peft.inference.ctc_greedy import ctc_greedy_decode, make_ctc_prompt
 from espnet_peft.inference.greedy import (CTC_CANDIDATES, CTC_PREFIXES, Prompt, fixed_window, greedy_decode,
                                           make_prompt)
-from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.fingerprint import (ProvenanceError, file_sha256, made_from, mark_made_from, read_record,
+                                            stale_reason)
 from espnet_peft.recipe.source_model import task_of
 from espnet_peft.utils.kaldi_data import read_table
 
@@ -75,12 +79,21 @@ def decode_settings(args: argparse.Namespace, task: str) -> dict:
             "ctc_prefix": args.ctc_prefix if args.ctc_weight > 0 else None, "word_penalty": args.word_penalty}
 
 
+def provenance(settings: dict, wav_scp: Path) -> dict:
+    """The ``made_from.json`` record of a decoded set: the model and search settings, ``wav.scp`` and every audio
+    file it names (``espnet_peft.recipe.fingerprint``)."""
+    try:
+        return made_from({"wav_scp": wav_scp}, {"audio": wav_scp}, **settings)
+    except ProvenanceError as err:
+        raise SystemExit(str(err)) from None
+
+
 def is_current(out_dir: Path, settings: dict, wav_scp: Path) -> bool:
-    info_path = out_dir / DECODE_INFO
-    if not (out_dir / "text").is_file() or not info_path.is_file():
-        return False
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    return info.get("settings") == settings and info.get("wav_scp_sha256") == file_sha256(wav_scp)
+    """Done with this model, these settings and this audio, and ``text`` is as the decode wrote it."""
+    reason = stale_reason(out_dir, provenance(settings, wav_scp))
+    if reason is not None and read_record(out_dir) is not None:
+        print(f"redo {out_dir}: {reason}", file=sys.stderr)
+    return reason is None
 
 
 def read_audio(key: str, location: str, wav_scp: Path):
@@ -167,7 +180,8 @@ def decode_set(decode_batch: BatchDecoder, train_args: argparse.Namespace, token
             "batch_size": args.batch_size, "device": args.device, "decode_time_s": round(time.time() - start, 2),
             # hypotheses cut at the --maxlenratio < 0 token limit (still running there: a loop, most likely)
             "length_cap": cap, "hit_length_cap": len(capped) if cap is not None else None, "capped": capped[:20]}
-    atomic_write_text(out_dir / DECODE_INFO, json.dumps(info, indent=2) + "\n")  # last: marks the set done
+    atomic_write_text(out_dir / DECODE_INFO, json.dumps(info, indent=2) + "\n")
+    mark_made_from(out_dir, provenance(settings, wav_scp), outputs=["text", DECODE_INFO])  # last: marks it done
     fault_points.reach("decoded_set")
     print(f"{out_dir}/text: {len(keys)} utterances in {info['decode_time_s']} s", file=sys.stderr)
 

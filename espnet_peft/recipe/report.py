@@ -48,6 +48,8 @@ from espnet_peft.utils.pyplot import pyplot
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.comparisons import compare
+from espnet_peft.recipe.decode_settings import MixedSettingsError, normalizer_of, one_setting
+from espnet_peft.recipe.decode_settings import describe as describe_setting
 from espnet_peft.recipe.scoring import UtteranceCounts, read_score_dir
 from espnet_peft.recipe.settings import describe, format_value
 from espnet_peft.recipe.zero_shot_table import zero_shot_lines
@@ -91,6 +93,7 @@ class RunRecord:
     source_file: str = "<memory>"
     #: more source-domain test sets (name -> counts): their WER and forgetting get a table of their own
     other_scores: Dict[str, UtteranceCounts] = dataclasses.field(default_factory=dict)
+    other_score_dirs: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.label is None:
@@ -126,7 +129,8 @@ def load_run_info(path: Path) -> RunRecord:
     other = info.get("other_sources") or {}
     if not isinstance(other, dict):
         raise ReportError(f"{path}: 'other_sources' must map set names to decode set dirs")
-    other_scores = {name: read_score_dir(path.parent / d) for name, d in other.items()}
+    other_dirs = {name: str(path.parent / d) for name, d in other.items()}
+    other_scores = {name: read_score_dir(Path(d)) for name, d in other_dirs.items()}
     fields = {k: info[k] for k in (*REQUIRED, *OPTIONAL)
               if k not in ("scores", "other_sources") and info.get(k) is not None}
     for key, cast in NUMERIC.items():
@@ -135,7 +139,8 @@ def load_run_info(path: Path) -> RunRecord:
                 fields[key] = cast(fields[key])
             except (TypeError, ValueError):
                 raise ReportError(f"{path}: {key}={fields[key]!r} is not a number") from None
-    return RunRecord(**fields, scores=scores, score_dirs=dirs, source_file=str(path), other_scores=other_scores)
+    return RunRecord(**fields, scores=scores, score_dirs=dirs, source_file=str(path), other_scores=other_scores,
+                     other_score_dirs=other_dirs)
 
 
 def collect_results(exp_root: Path) -> List[RunRecord]:
@@ -273,6 +278,12 @@ def summarise(records: List[RunRecord], n_resamples: int = bootstrap.N_RESAMPLES
                               f"it needs exactly one: decode the base model and write run_info.json with "
                               f"method={ZERO_SHOT!r}")
         base = zero[0]
+        try:  # one table, one decoding and scoring setting
+            setting = one_setting(f"domain {domain!r}", [
+                (f"{r.label} seed {r.seed}", [*r.score_dirs.values(), *r.other_score_dirs.values()])
+                for g in groups for r in g])
+        except MixedSettingsError as err:
+            raise ReportError(str(err)) from None
         rows, methods = [], {}
         for group in groups:
             row, pooled = _row(group, base, stats)
@@ -281,17 +292,12 @@ def summarise(records: List[RunRecord], n_resamples: int = bootstrap.N_RESAMPLES
                 methods[row["method"]] = pooled
         ref = {role: base.scores[role].ref for role in ROLES}
         domains[domain] = {"sets": {role: _set_info(base.scores[role], base.score_dirs.get(role)) for role in ROLES},
+                           "decode_setting": setting,
                            "rows": rows,
                            "comparisons": [c.as_dict() for c in compare(domain, methods, ref, **stats)]}
     devices = sorted({r.device for r in records if r.device})
     return {"environment": environment(devices), "bootstrap": stats, "domains": domains,
             "normalizers": sorted({normalizer_of(d) for r in records for d in r.score_dirs.values()})}
-
-
-def normalizer_of(decode_set_dir: str) -> str:
-    """The text normaliser the scoring CLI recorded in ``score_wer/summary.json`` (``default`` before it did)."""
-    path = Path(decode_set_dir) / "score_wer" / "summary.json"
-    return json.loads(path.read_text(encoding="utf-8")).get("normalizer", "default") if path.is_file() else "default"
 
 
 NORMALIZER_NAMES = {"default": "`espnet_peft.utils.text_norm`",
@@ -419,6 +425,7 @@ def render_markdown(results: Mapping[str, Any], command: str = "python -m espnet
         lines += ["", f"## {domain}",
                   *(f"- {role} set: `{s['name']}` ({s['n_utts']} utterances, {s['ref_words']} words)"
                     for role, s in sets.items()),
+                  f"- decoding and scoring, the same for every row: {describe_setting(block.get('decode_setting'))}",
                   ""]
         lines += untrained_source_warning(block["rows"])
         lines += ["|" + "|".join(header) + "|", "|---|" + "---:|" * (len(header) - 1)]

@@ -32,6 +32,8 @@ from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_peft.atomic import atomic_write_text
+from espnet_peft.recipe.fingerprint import (ProvenanceError, changed_outputs, file_sha256, made_from, mark_made_from,
+                                            read_record)
 from espnet_peft.utils.kaldi_data import read_table
 from espnet_peft.utils.text_norm import NORMALIZERS
 
@@ -361,8 +363,35 @@ def score_files(ref_path: Path, hyp_path: Path, out_dir: Path, utt2spk_path: Opt
         result = dataclasses.replace(result, missing_hyp=missing, extra_hyp=extra)
         summary = {**result.summary(), "normalizer": normalizer}
         atomic_write_text(result.score_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        inputs = {"hyp": hyp_path, "ref": ref_path, **({"utt2spk": utt2spk_path} if utt2spk_path else {})}
+        record = made_from(inputs, normalizer=normalizer, unit=unit, hyp=str(Path(hyp_path).resolve()))
+        mark_made_from(result.score_dir, record, outputs=["per_utt.tsv", "summary.json"])  # last: the score is done
         results[unit] = result
     return results
+
+
+def check_score_dir(score_dir: Path) -> None:
+    """Refuse, by name, a score dir that is not a complete score of the hypotheses as they are now: scoring never
+    finished, ``per_utt.tsv`` / ``summary.json`` were edited, the hypothesis file changed after it was scored, or it
+    changed after it was decoded (its decode dir's ``made_from.json``)."""
+    score_dir = Path(score_dir)
+    stored = read_record(score_dir)
+    if stored is None:
+        raise ProvenanceError(f"{score_dir} has no made_from.json: the scoring did not finish, or an older version "
+                              "wrote it; score again (recipe stage 9, or python -m espnet_peft.bin.score)")
+    changed = changed_outputs(score_dir, stored)
+    if changed:
+        raise ProvenanceError(f"{changed} changed after it was scored (edited by hand?); score again (recipe stage 9)")
+    hyp = (stored.get("settings") or {}).get("hyp")
+    if hyp is None:
+        return
+    hyp = Path(hyp)
+    if not hyp.is_file() or file_sha256(hyp) != stored["inputs"].get("hyp"):
+        raise ProvenanceError(f"{hyp} changed after it was scored into {score_dir}; score again (recipe stage 9)")
+    decoded = read_record(hyp.parent)
+    if decoded is not None and changed_outputs(hyp.parent, decoded):
+        raise ProvenanceError(f"{hyp} changed after it was decoded (edited by hand?), and its scores came from the "
+                              "edit; decode again (recipe stage 8 redoes it), then score (stage 9)")
 
 
 def read_score_dir(decode_set_dir: Path, unit: str = "word") -> UtteranceCounts:
@@ -371,4 +400,5 @@ def read_score_dir(decode_set_dir: Path, unit: str = "word") -> UtteranceCounts:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: score the decode first (python -m espnet_peft.bin.score "
                                 f"--ref data/<set>/text --hyp <decode>/text --out {decode_set_dir})")
+    check_score_dir(path.parent)
     return UtteranceCounts.read_tsv(path)

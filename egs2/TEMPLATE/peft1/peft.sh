@@ -242,7 +242,8 @@ batch_decode() {  # every set in one process; a set is redone unless decode_info
 }
 
 made_from_args() {  # <config> <model_file> <set>: what an ESPnet decode of <set> depends on
-  echo "--input model=$2 --input config=$1 --input wav_scp=dump/raw/$3/wav.scp --setting inference=${inference_args// /,}" \
+  echo "--input model=$2 --input config=$1 --input wav_scp=dump/raw/$3/wav.scp --audio audio=dump/raw/$3/wav.scp" \
+       "--setting inference=${inference_args// /,}" \
        "--setting prompt=${lang_token}${task_token}"
 }
 
@@ -289,7 +290,7 @@ espnet_decode() {  # ESPnet's own Speech2Text: every set in one process per job,
       | sort > "${root}/${set}/text.tmp"
     mv "${root}/${set}/text.tmp" "${root}/${set}/text"
     # shellcheck disable=SC2046
-    ${python} -m espnet_peft.bin.made_from mark --out "${root}/${set}" \
+    ${python} -m espnet_peft.bin.made_from mark --out "${root}/${set}" --output text \
       $(made_from_args "${config}" "${model}" "${set}")
   done
 }
@@ -565,7 +566,7 @@ elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
     # the checkpoints stages 6 and 8 decode; redone unless made_from.json matches models, audio and settings
     made_from="--out ${out} --input model_a=${source_dir}/model.pth --input config_a=${source_dir}/config.yaml"
     made_from+=" --input model_b=exp/${name}/${best_checkpoint} --input config_b=exp/${name}/config.yaml"
-    made_from+=" --input wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${run_analyses// /,}"
+    made_from+=" --audio wav_scp=dump/raw/${first_source_test}/wav.scp --setting analyses=${run_analyses// /,}"
     made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
     # shellcheck disable=SC2086
     if ${python} -m espnet_peft.bin.made_from check ${made_from}; then log "skip ${out}: done"; continue; fi
@@ -579,7 +580,7 @@ elif [ "${stage}" -le 13 ] && [ "${stop_stage}" -ge 13 ]; then
   for domain in ${target_domains}; do
     out="exp/analysis/${domain}/models"
     entries="source=${source_dir}/model.pth"
-    made_from="--out ${out} --input source=${source_dir}/model.pth --input wav_scp=dump/raw/${first_source_test}/wav.scp"
+    made_from="--out ${out} --input source=${source_dir}/model.pth --audio wav_scp=dump/raw/${first_source_test}/wav.scp"
     made_from+=" --setting max_utts=${analysis_max_utts} --setting device=${analysis_device}"
     while read -r -u 3 d _ seed name _; do
       if [ "${d}" != "${domain}" ] || [ "${seed}" != "${first_seed}" ]; then continue; fi

@@ -30,6 +30,8 @@ class LoraConfig(AdapterConfig):
     def validate(self) -> None:
         positive_int("r", self.r)
         number_in("alpha", self.alpha, float("-inf"), float("inf"))
+        if self.alpha <= 0:  # 0 scales the update to nothing (it trains nothing); < 0 only flips B's sign
+            raise AdapterConfigError(f"alpha must be > 0 (the update is scaled by alpha / r), got {self.alpha!r}")
         number_in("dropout", self.dropout, 0.0, 1.0)
         if self.dropout == 1.0:
             raise AdapterConfigError("dropout must be in [0, 1), got 1.0")

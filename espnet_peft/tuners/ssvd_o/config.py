@@ -86,6 +86,8 @@ class SsvdOConfig(SubspaceRotationConfig):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise AdapterConfigError(f"{name} must be a non-negative integer, got {value!r}")
         number_in("outer_share", self.outer_share, 0.0, 1.0)
+        if explicit and self.k_inner == 0 and self.k_outer == 0:
+            raise AdapterConfigError("ssvd_o with k_inner = k_outer = 0 trains nothing: give at least one of them > 0")
 
     def resolve_ranks(self, d_out: int, d_in: int) -> Tuple[int, int]:
         if self.budget is None:
