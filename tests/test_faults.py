@@ -299,3 +299,95 @@ def test_unusable_utterances_are_skipped_by_name_in_analysis(pretrained_asr: Pre
 
         refuse(f"analysis input {key}", analysed, f"skipped {key}: ")
         assert reason in LEDGER["bad_inputs"][-1]["message"]
+
+
+# ------------------------------------------------------------------------------------------ adapter packages
+
+
+@pytest.fixture(scope="module")
+def package(uninterrupted: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from espnet_peft.export import export_adapter
+
+    return export_adapter("asr", uninterrupted / "config.yaml", uninterrupted / "3epoch.pth",
+                          tmp_path_factory.mktemp("package") / "adapter")
+
+
+def _copy_with(package: Path, tmp_path: Path, name: str, edit: Callable[[bytes], bytes]) -> Path:
+    copy = tmp_path / f"edited_{name}"
+    shutil.copytree(package, copy)
+    (copy / name).write_bytes(edit((copy / name).read_bytes()))
+    return copy
+
+
+def test_edited_or_cut_short_package_files_are_refused_by_name(pretrained_asr: PretrainedModel, package: Path,
+                                                              tmp_path: Path) -> None:
+    from espnet_peft.bin.apply_adapter import main as apply_adapter
+
+    def apply(pkg: Path) -> Callable[[], None]:
+        return lambda: apply_adapter(["--task", "asr", "--base_config", str(pretrained_asr.config), "--base_model_file",
+                                      str(pretrained_asr.model_file), "--adapter_dir", str(pkg), "--output_dir",
+                                      str(tmp_path / "applied"), "--merge"])
+
+    apply(package)()  # the package as exported applies
+    for what, name, edit in (
+        ("package adapter_config.yaml edited (budget)", "adapter_config.yaml",
+         lambda b: b.replace(b"budget: 150", b"budget: 300")),
+        ("package adapter_model.pth cut short", "adapter_model.pth", lambda b: b[: len(b) // 2]),
+        ("package base_fingerprint.json cut short", "base_fingerprint.json", lambda b: b[: len(b) // 2]),
+    ):
+        edited = _copy_with(package, tmp_path, name, edit)
+        assert (edited / name).read_bytes() != (package / name).read_bytes()
+        refuse(what, apply(edited), str(edited / name))
+    unsummed = tmp_path / "no_sums"
+    shutil.copytree(package, unsummed)
+    (unsummed / "SHA256SUMS").unlink()
+    refuse("package without SHA256SUMS", apply(unsummed), "missing ['SHA256SUMS']")
+
+
+def test_a_stage_11_rerun_redoes_an_edited_package(uninterrupted: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    shutil.copytree(uninterrupted, exp)
+    args = ["--task", "asr", "--model_name", "3epoch.pth", str(exp)]
+    assert run("espnet_peft.bin.package_experiments", args).returncode == 0
+    config = exp / "adapter" / "adapter_config.yaml"
+    exported = config.read_text()
+    config.write_text(exported.replace("budget: 150", "budget: 300"))
+    again = run("espnet_peft.bin.package_experiments", args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    LEDGER["bad_inputs"].append({"input": "exp/*/adapter/adapter_config.yaml edited, stage 11 re-run",
+                                 "rejected": config.read_text() == exported, "named": str(config) in again.stderr,
+                                 "message": again.stderr.strip().splitlines()[-1][:300]})
+    assert config.read_text() == exported, "the edited package file must be rewritten"
+    assert str(config) in again.stderr
+
+
+def test_merge_of_another_methods_checkpoint_and_unparsable_configs_are_refused_by_name(uninterrupted: Path,
+                                                                                      tmp_path: Path) -> None:
+    from espnet_peft.bin.export_adapter import main as export_adapter
+    from espnet_peft.bin.merge import main as merge
+
+    state = torch.load(uninterrupted / "3epoch.pth", map_location="cpu")
+    lora = {}
+    for key, value in state.items():
+        module, _, name = key.rpartition(".")
+        if name == "sigma_delta":  # an SSVD-O layer becomes a LoRA layer of rank 2
+            out_features, in_features = state[f"{module}.weight"].shape
+            lora.update({f"{module}.lora_A": torch.zeros(2, in_features),
+                         f"{module}.lora_B": torch.zeros(out_features, 2),
+                         f"{module}.adapter_initialised": torch.tensor(True)})
+        elif name not in ("inner_generator", "outer_generator", "svd_s", "svd_u", "svd_vh", "adapter_initialised"):
+            lora[key] = value
+    other = tmp_path / "lora.pth"
+    torch.save(lora, other)
+    refuse("merge of a LoRA checkpoint with an SSVD-O config",
+           lambda: merge(["--task", "asr", "--exp_dir", str(uninterrupted), "--model_file", str(other),
+                          "--output_dir", str(tmp_path / "merged")]),
+           "holds lora adapters, but")
+    cut = tmp_path / "exp"
+    shutil.copytree(uninterrupted, cut)
+    text = (cut / "config.yaml").read_text()
+    (cut / "config.yaml").write_text(text[: len(text) // 2] + "\n  - [unclosed")
+    refuse("export_adapter with a cut-short config.yaml",
+           lambda: export_adapter(["--task", "asr", "--exp_dir", str(cut), "--model_file", str(cut / "3epoch.pth"),
+                                   "--output_dir", str(tmp_path / "pkg")]),
+           str(cut / "config.yaml"))

@@ -47,8 +47,8 @@ def run_on_experiment(description: str, action: Callable[..., Path], what: str,
                       cmd: Optional[Sequence[str]] = None) -> None:
     """Shared CLI of the commands that read one experiment: ``action(task, config, model_file, output_dir)``."""
     args = experiment_arguments(argparse.ArgumentParser(description=description)).parse_args(cmd)
-    config, model_file = resolve_experiment(args)
     try:
+        config, model_file = resolve_experiment(args)
         out = action(args.task, config, model_file, args.output_dir)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"{what}: {error}") from None

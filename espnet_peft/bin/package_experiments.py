@@ -2,8 +2,9 @@
 
 For each experiment dir this writes ``<exp>/merged`` (plain ESPnet model, see ``espnet_peft.bin.merge``) and
 ``<exp>/adapter`` (adapter-only package, see ``espnet_peft.bin.export_adapter``). Each output records the sha256 of
-the checkpoint and config it came from (``made_from.json``) and is redone when either changed, e.g. after a
-retraining. One process for all experiments because importing the ESPnet tasks costs 10-15 s per process.
+the checkpoint and config it came from and of the files it holds (``made_from.json``), and is redone when either
+input changed (a retraining) or one of its files was edited. One process for all experiments because importing the
+ESPnet tasks costs 10-15 s per process.
 
     python -m espnet_peft.bin.package_experiments --task s2t exp/child_lora_s0 exp/child_ssvd_o_outer_share0.25_s0
 """
@@ -11,13 +12,14 @@ retraining. One process for all experiments because importing the ESPnet tasks c
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from espnet_peft.export import TASKS, export_adapter, merge_experiment
-from espnet_peft.recipe.fingerprint import is_current, made_from, mark_made_from
+from espnet_peft.export import CHECKSUMS, PACKAGE_FILES, TASKS, export_adapter, merge_experiment
+from espnet_peft.recipe.fingerprint import made_from, mark_made_from, read_record, stale_reason
 
 
 def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
@@ -26,11 +28,15 @@ def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
         if not path.is_file():
             raise SystemExit(f"file not found: {path} (has {exp_dir} finished training? re-run stage 7)")
     record = made_from({"model": model_file, "config": config}, task=task)
+    outputs = {"adapter": [*PACKAGE_FILES, CHECKSUMS], "merged": ["config.yaml", "model.pth"]}
     try:
         for out_dir, write in ((exp_dir / "adapter", export_adapter), (exp_dir / "merged", merge_experiment)):
-            if not is_current(out_dir, record):
+            reason = stale_reason(out_dir, record)
+            if reason is not None:  # also when a file of it was edited after it was written
+                if read_record(out_dir) is not None:
+                    print(f"redo {out_dir}: {reason}", file=sys.stderr)
                 write(task, config, model_file, out_dir)
-                mark_made_from(out_dir, record)
+                mark_made_from(out_dir, record, outputs[out_dir.name])
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"{exp_dir}: {error}") from None
 

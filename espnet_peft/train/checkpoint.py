@@ -14,6 +14,7 @@ from torch import nn
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.base_fingerprint import base_fingerprint, fingerprint_mismatches
 from espnet_peft.injection import adapter_layers
+from espnet_peft.utils.structured_files import read_json
 
 StateDict = Mapping[str, torch.Tensor]
 #: written into the output dir when an adapter run starts: the base its adapter-only checkpoints belong to
@@ -28,11 +29,12 @@ def _unreadable(path: Path, error: Exception) -> ValueError:
     )
 
 
-def read_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Any:
+def read_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu",
+                    weights_only: bool = False) -> Any:
     """``torch.load`` that names the file and the fix when it is cut short or corrupt (a kill during its write)."""
     path = Path(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         if not path.is_file():
             raise
@@ -62,7 +64,7 @@ def check_base(model: nn.Module, record_dir: Union[str, Path], source: Union[str
     if not path.is_file():
         logging.warning("espnet_peft: %s has no %s (an older run); its base weights cannot be checked", source, path)
         return
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = read_json(path)
     problems = fingerprint_mismatches(record["fingerprint"], base_fingerprint(model))
     if problems:
         expected = " ".join(record["init_param"]) or "(none)"
