@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Run the fault-injection suite (``tests/test_faults.py``) and write its tally to ``benchmarks/results/faults.json``.
+"""Run the fault suite (every test marked ``fault_case``: ``tests/test_faults.py`` and the marked cases of other test
+files) and write its tally to ``benchmarks/results/faults.json``.
 
-Counts the faults injected (SIGKILL at named points of training, merging, packaging and decoding), those survived
-with results identical to an uninterrupted run, the bad inputs tried, and those refused with a message naming the
-file, utterance or tensor. Exits non-zero when any of them fails.
+Counts the faults injected (SIGKILL at named points of training, merging, packaging and decoding, and of the recipe
+driver), those survived with results identical to an uninterrupted run, the bad inputs tried (edited, cut-short or
+mixed inputs among them), and those refused, dropped or redone with a message naming the file, utterance, flag or
+tensor. Exits non-zero when any of them fails.
 
     python benchmarks/faults.py [--output benchmarks/results/faults.json]
 """
@@ -26,7 +28,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "faults.json")
     args = parser.parse_args()
     env = {**os.environ, "FAULTS_JSON": str(args.output.resolve()), "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_faults.py"], cwd=REPO, env=env)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "fault_case", "tests"], cwd=REPO, env=env)
     tally = json.loads(args.output.read_text())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     tally = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

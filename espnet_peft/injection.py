@@ -140,6 +140,23 @@ class InjectionReport:
         return parameter_table(self.layers, self.trainable, self.total, self.extras)
 
 
+def check_injection(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSpec]
+                    ) -> Tuple[Dict[str, nn.Linear], Dict[str, AdapterConfig]]:
+    """The checks of an injection that need only the model's ``nn.Linear`` names and shapes (matching, field values,
+    budget plan, ranks against shapes): the target modules and their configs, or an ``AdapterConfigError`` naming
+    what does not fit. Touches nothing (``make_finetune_config`` runs it on a skeleton of the base model)."""
+    spec = conf if isinstance(conf, InjectionSpec) else InjectionSpec.from_conf(conf)
+    layer_class = get_layer_class(spec.method)
+    targets = find_targets(model, spec.target_modules, spec.exclude_modules)
+    configs = layer_configs(spec, targets)
+    for name, module in targets.items():
+        try:
+            layer_class.check_shape(module.out_features, module.in_features, configs[name])
+        except AdapterConfigError as error:
+            raise AdapterConfigError(f"module '{name}': {error}") from None
+    return targets, configs
+
+
 def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSpec]) -> InjectionReport:
     """Replace the selected ``nn.Linear`` layers by adapter layers and freeze everything else.
 
@@ -150,13 +167,7 @@ def inject_adapters(model: nn.Module, conf: Union[Mapping[str, Any], InjectionSp
     if getattr(model, SPEC_ATTRIBUTE, None) is not None:
         raise AdapterConfigError("this model already has espnet_peft adapters; merge them before injecting again")
     layer_class = get_layer_class(spec.method)
-    targets = find_targets(model, spec.target_modules, spec.exclude_modules)
-    configs = layer_configs(spec, targets)
-    for name, module in targets.items():
-        try:
-            layer_class.check_shape(module.out_features, module.in_features, configs[name])
-        except AdapterConfigError as error:
-            raise AdapterConfigError(f"module '{name}': {error}") from None
+    targets, configs = check_injection(model, spec)
     extras = extra_parameter_names(model, targets, spec.modules_to_save, spec.bias)
 
     for p in model.parameters():

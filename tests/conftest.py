@@ -7,6 +7,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fault_ledger import write_tally  # noqa: E402  (needs the sys.path above)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fault_case: a case of the fault suite (python benchmarks/faults.py runs them)")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    write_tally()
+
 
 # ---- tiny ESPnet models on synthetic speech (tests/espnet_fixtures.py), built once per session ----
 

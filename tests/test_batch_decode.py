@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
+from fault_ledger import record_bad_input
 
 from espnet_peft.bin import s2t_batch_inference
 from espnet_peft.compat import espnet_ctc_prefix
@@ -69,8 +70,9 @@ def test_fixed_window_pads_and_trims() -> None:
     assert batch[0, :5].eq(1).all() and batch[0, 5:].eq(0).all() and batch[1].eq(1).all()
 
 
-def test_skips_only_when_model_audio_settings_and_hypotheses_match(pretrained_s2t: PretrainedModel,
-                                                                     tmp_path: Path) -> None:
+@pytest.mark.fault_case
+def test_skips_only_when_model_audio_settings_and_hypotheses_match(pretrained_s2t: PretrainedModel, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "data"
     shutil.copytree(pretrained_s2t.valid_dir, data)
     wavs = {}
@@ -86,13 +88,23 @@ def test_skips_only_when_model_audio_settings_and_hypotheses_match(pretrained_s2
     assert (out / "text").stat().st_mtime_ns == stamp, "same model, audio and settings: the set is skipped"
     # a hypothesis file edited by hand is decoded again, never kept
     (out / "text").write_text("stale\n")
-    assert _decode_dir(pretrained_s2t, data, out) == first
+    capsys.readouterr()
+    redone = _decode_dir(pretrained_s2t, data, out) == first
+    message = capsys.readouterr().err
+    record_bad_input("decoded hypotheses edited by hand, decode re-run", redone, f"{out / 'text'}" in message,
+                     next((line for line in message.splitlines() if line.startswith("redo")), ""))
+    assert redone and f"redo {out}: ['{out / 'text'}'] changed after it was written" in message
     # a wav overwritten in place (wav.scp unchanged): decoded again, so that utterance now reads the other's audio
     one, other = sorted(wavs)[:2]
     shutil.copy(wavs[other], wavs[one])
     again = _decode_dir(pretrained_s2t, data, out)
-    assert again[one] == first[other] and {k: v for k, v in again.items() if k != one} == \
+    message = capsys.readouterr().err
+    redone = again[one] == first[other] and {k: v for k, v in again.items() if k != one} == \
         {k: v for k, v in first.items() if k != one}
+    record_bad_input("a test wav overwritten in place (wav.scp unchanged), decode re-run", redone,
+                     "its audio changed" in message,
+                     next((line for line in message.splitlines() if line.startswith("redo")), ""))
+    assert redone and f"redo {out}: its audio changed since it was made: ['audio']" in message
     # another checkpoint (a copy with one changed byte is enough to change the fingerprint)
     changed = tmp_path / "model.pth"
     shutil.copy(pretrained_s2t.model_file, changed)

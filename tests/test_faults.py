@@ -5,8 +5,9 @@ with a message that names the file or utterance. Faults are placed deterministic
 ``ESPNET_PEFT_FAULT=<point>:<n>`` (``espnet_peft.fault_points``): the n-th time a process reaches the point it kills
 itself, e.g. between writing ``checkpoint.pth`` completely and renaming it into place.
 
-``python benchmarks/faults.py`` runs this file and writes the tally to ``benchmarks/results/faults.json``
-(``FAULTS_JSON`` names the file); a plain pytest run only asserts.
+Every test here is a case of the fault suite (marker ``fault_case``, ``tests/fault_ledger.py``), as are the marked
+cases in other files; ``python benchmarks/faults.py`` runs them all and writes the tally to
+``benchmarks/results/faults.json``. A plain pytest run only asserts.
 """
 
 from __future__ import annotations
@@ -18,32 +19,18 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, List
 
 import pytest
 import torch
 
 from espnet_fixtures import PretrainedModel, finetune_cmd
+from fault_ledger import LEDGER, record_bad_input, record_fault, refuse
 from espnet_peft.fault_points import ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ["linear_q", "linear_v", "linear_out", "w_1", "w_2"]
-LEDGER: Dict[str, List[dict]] = {"faults": [], "bad_inputs": []}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tally():
-    yield
-    path = os.environ.get("FAULTS_JSON")
-    if path:
-        faults, bad = LEDGER["faults"], LEDGER["bad_inputs"]
-        summary = {
-            "faults_injected": len(faults),
-            "faults_survived_identical": sum(f["survived"] and f["identical"] for f in faults),
-            "bad_inputs_tried": len(bad),
-            "bad_inputs_rejected_by_name": sum(b["rejected"] and b["named"] for b in bad),
-        }
-        Path(path).write_text(json.dumps({**summary, **LEDGER}, indent=2) + "\n")
+pytestmark = pytest.mark.fault_case
 
 
 def run(module: str, args: List[str], fault: str = "", cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -68,8 +55,7 @@ def inject(what: str, fault: str, interrupted: Callable[[], subprocess.Completed
     again = rerun()
     survived = survived and again.returncode == 0
     same = survived and identical()
-    LEDGER["faults"].append({"where": what, "fault": fault, "killed": killed.returncode == -signal.SIGKILL,
-                             "survived": survived, "identical": same})
+    record_fault(what, fault, killed.returncode == -signal.SIGKILL, survived, same)
     assert killed.returncode == -signal.SIGKILL, f"{fault} was not reached: {killed.stderr[-2000:]}"
     assert again.returncode == 0, again.stderr[-3000:]
     assert same, f"{what}: the re-run after {fault} differs from the uninterrupted run"
@@ -161,21 +147,6 @@ def test_decoding_survives_a_kill_between_sets(pretrained_s2t: PretrainedModel, 
 
 
 # ---------------------------------------------------------------------------------------------- bad inputs
-
-
-def refuse(what: str, action: Callable[[], object], names: str) -> None:
-    """``action`` must raise, and its message must contain ``names`` (the file, utterance or tensor)."""
-    try:
-        action()
-    except (Exception, SystemExit) as error:  # noqa: BLE001 (any refusal counts; its message is what is checked)
-        message = str(error)
-        excerpt = next((line for line in message.splitlines() if names in line), message)
-        LEDGER["bad_inputs"].append({"input": what, "rejected": True, "named": names in message,
-                                     "message": excerpt[:300]})
-        assert names in message, f"{what}: the message does not name {names!r}: {message}"
-        return
-    LEDGER["bad_inputs"].append({"input": what, "rejected": False, "named": False, "message": ""})
-    pytest.fail(f"{what} was accepted")
 
 
 def test_bad_data_is_refused_by_name(tmp_path: Path) -> None:
@@ -354,9 +325,9 @@ def test_a_stage_11_rerun_redoes_an_edited_package(uninterrupted: Path, tmp_path
     config.write_text(exported.replace("budget: 150", "budget: 300"))
     again = run("espnet_peft.bin.package_experiments", args)
     assert again.returncode == 0, again.stderr[-2000:]
-    LEDGER["bad_inputs"].append({"input": "exp/*/adapter/adapter_config.yaml edited, stage 11 re-run",
-                                 "rejected": config.read_text() == exported, "named": str(config) in again.stderr,
-                                 "message": again.stderr.strip().splitlines()[-1][:300]})
+    record_bad_input("exp/*/adapter/adapter_config.yaml edited, stage 11 re-run", config.read_text() == exported,
+                     str(config) in again.stderr,
+                     next((line for line in again.stderr.splitlines() if str(config) in line), ""))
     assert config.read_text() == exported, "the edited package file must be rewritten"
     assert str(config) in again.stderr
 
@@ -391,3 +362,62 @@ def test_merge_of_another_methods_checkpoint_and_unparsable_configs_are_refused_
            lambda: export_adapter(["--task", "asr", "--exp_dir", str(cut), "--model_file", str(cut / "3epoch.pth"),
                                    "--output_dir", str(tmp_path / "pkg")]),
            str(cut / "config.yaml"))
+
+
+# ------------------------------------------------------------------------------------------ smaller cases
+
+
+def test_a_punctuation_only_transcript_is_dropped_at_data_validation_by_name(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile
+
+    from espnet_peft.utils.kaldi_data import validate_and_filter
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for utt in ("spk1-a", "spk1-b"):
+        soundfile.write(src / f"{utt}.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000, subtype="PCM_16")
+    (src / "wav.scp").write_text("".join(f"{u} {src / u}.wav\n" for u in ("spk1-a", "spk1-b")))
+    (src / "text").write_text("spk1-a hello there\nspk1-b ... !\n")
+    (src / "utt2spk").write_text("spk1-a spk1\nspk1-b spk1\n")
+    filtered = validate_and_filter(src, tmp_path / "dst")
+    reason = filtered.dropped.get("spk1-b")
+    record_bad_input("punctuation-only transcript at data validation (stage 3)", reason is not None,
+                     reason is not None, f"dropped spk1-b: {reason}")
+    assert reason is not None and reason[0] == "empty_text" and "'... !'" in reason[1]
+    assert (tmp_path / "dst" / "text").read_text() == "spk1-a hello there\n"
+
+
+def test_analyze_with_no_utterances_names_the_flag(tmp_path: Path) -> None:
+    def analyze() -> None:
+        result = run("espnet_peft.bin.analyze", ["--model_a", "nowhere", "--data", str(tmp_path), "--max_utts", "0",
+                                                 "--out", str(tmp_path / "out")])
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr)
+
+    refuse("analyze --max_utts 0", analyze, "--max_utts must be at least 1, got 0")
+
+
+def test_unmatched_target_modules_are_refused_when_the_config_is_made(pretrained_asr: PretrainedModel,
+                                                                      tmp_path: Path) -> None:
+    from espnet_peft.bin.make_finetune_config import main as make_finetune_config
+
+    base = tmp_path / "source" / "config.yaml"
+    base.parent.mkdir()
+    shutil.copy(pretrained_asr.config, base)
+    peft = tmp_path / "peft"
+    peft.mkdir()
+    (tmp_path / "finetune.yaml").write_text("max_epoch: 1\n")
+    (peft / "lora.yaml").write_text("adapter_conf:\n  method: lora\n  target_modules: [linear_q, linear_v]\n")
+    (peft / "dora.yaml").write_text("adapter_conf:\n  method: dora\n  target_modules: [query, value]\n")
+
+    def make(method: str) -> None:
+        make_finetune_config(["--base", str(base), "--overrides", str(tmp_path / "finetune.yaml"), "--method", method,
+                              "--peft_conf_dir", str(peft), "--budget", "2000",
+                              "--out", str(tmp_path / f"{method}.yaml")])
+
+    make("lora")
+    assert (tmp_path / "lora.yaml").is_file() and (base.parent / "linear_modules.json").is_file()
+    refuse("target_modules that match no module of the base, at make_finetune_config", lambda: make("dora"),
+           "target_modules ['query', 'value']")
+    assert not (tmp_path / "dora.yaml").exists()

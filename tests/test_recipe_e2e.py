@@ -17,6 +17,7 @@ from typing import Optional
 
 import pytest
 
+from fault_ledger import record_fault
 from recipe_runs import copy_recipe, recipe_env, run_quick
 from slurm_cluster import SlurmCluster
 
@@ -334,3 +335,52 @@ def test_a_finished_training_whose_settings_changed_is_refused_and_kept(finished
     assert refused.returncode != 0
     assert "ERROR: exp/child_lora_s0 was trained with other settings" in refused.stderr
     assert (experiment / "train.yaml").read_text() == trained
+
+
+@pytest.mark.fault_case
+def test_a_run_killed_with_sigkill_stops_its_jobs_and_resumes_to_the_same_model(finished: Path,
+                                                                                  tmp_path: Path) -> None:
+    """``kill -9`` of run.sh cannot be trapped: its sentinel stops the jobs that carry the run's id, so a re-run finds
+    the experiment free, resumes it, and ends with the uninterrupted run's model."""
+    import signal
+    import time
+
+    import torch
+
+    recipe_dir, exp = copy_without_one_experiment(finished, tmp_path)
+    stage7 = recipe_command("--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(stage7, cwd=recipe_dir, env=recipe_env(), stdout=log, stderr=log,
+                                 start_new_session=True)
+    jobs: set = set()
+    try:
+        deadline = time.time() + 300
+        while not (exp / "train.log").is_file() or "s2t_train" not in (exp / "train.log").read_text():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.time() < deadline, "the training did not start"
+            time.sleep(0.2)
+        for pid in _descendants(first.pid):
+            try:
+                if b"ESPNET_PEFT_RUN_ID=" in (Path("/proc") / str(pid) / "environ").read_bytes():
+                    jobs.add(pid)
+            except OSError:
+                continue
+        first.send_signal(signal.SIGKILL)  # run.sh's own pid only, as `kill -9 <pid>` does
+        first.wait(timeout=10)
+        deadline = time.time() + 30
+        while any(_alive(pid) for pid in jobs) and time.time() < deadline:
+            time.sleep(0.5)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    stopped = bool(jobs) and not any(_alive(pid) for pid in jobs)
+    again = subprocess.run(stage7, cwd=recipe_dir, env=recipe_env(), capture_output=True, text=True)
+    best = sorted(p.name for p in (finished / "exp" / "child_lora_s0").glob("valid.*.best.pth"))[0]
+    resumed = again.returncode == 0 and (exp / best).is_file()
+    same = resumed and all(torch.equal(a, b) for a, b in zip(
+        *(torch.load(d / best, map_location="cpu").values() for d in (finished / "exp" / "child_lora_s0", exp))))
+    record_fault("recipe driver", "SIGKILL of run.sh in stage 7", True, stopped and resumed, same)
+    assert jobs, "the run had no running jobs"
+    assert stopped, "jobs of the SIGKILLed run are still running"
+    assert resumed and "in use by another run" not in again.stderr, again.stderr[-3000:]
+    assert same, "the resumed training differs from the uninterrupted one"

@@ -14,6 +14,7 @@ from espnet_peft.bin import make_report, score
 from espnet_peft.recipe import bootstrap, comparisons, report, scoring
 from espnet_peft.recipe.fingerprint import mark_made_from
 from espnet_peft.utils.text_norm import normalize_text
+from fault_ledger import refuse
 
 
 def _has_sclite() -> bool:
@@ -505,16 +506,21 @@ def _decoded_with(exp: Path, settings: Dict[str, object], **odd: Dict[str, objec
         mark_made_from(decode_set, {"inputs": {}, "settings": {"model_sha256": run, **odd.get(run, settings)}})
 
 
+@pytest.mark.fault_case
 def test_a_table_holds_one_decode_setting_and_names_it(exp_root: Path, tmp_path: Path) -> None:
     _decoded_with(exp_root, {"ctc_weight": 0.0, "word_penalty": 0.0})
     markdown = report.build_report(report.collect_results(exp_root), tmp_path / "same", n_resamples=50)["results_md"]
     assert ("- decoding and scoring, the same for every row: ctc_weight=`0.0`, decoder=`espnet2 Speech2Text`, "
             "normalizer=`default`, word_penalty=`0.0`") in markdown.read_text()
     _decoded_with(exp_root, {"ctc_weight": 0.0, "word_penalty": 0.0}, lora={"ctc_weight": 0.0, "word_penalty": 1.0})
+    refuse("one method re-decoded with another word penalty, then the report",
+           lambda: report.summarise(report.collect_results(exp_root), n_resamples=50),
+           "lora seed None (")
     with pytest.raises(report.ReportError, match=r"lora seed None .*word_penalty.*\(0\.0, 1\.0\)"):
         report.summarise(report.collect_results(exp_root), n_resamples=50)
 
 
+@pytest.mark.fault_case
 @needs_sclite
 def test_scores_of_edited_hypotheses_or_edited_scores_are_refused_by_name(tmp_path: Path) -> None:
     decoded = tmp_path / "decode" / "test"
@@ -527,12 +533,12 @@ def test_scores_of_edited_hypotheses_or_edited_scores_are_refused_by_name(tmp_pa
     per_utt = decoded / "score_wer" / "per_utt.tsv"
     kept = per_utt.read_text()
     per_utt.write_text(kept.replace("\t1\t", "\t0\t", 1))
-    with pytest.raises(ValueError, match=f"{per_utt}.*changed after it was scored"):
-        scoring.read_score_dir(decoded)
+    refuse("per_utt.tsv edited, then the report (stage 12 alone)", lambda: scoring.read_score_dir(decoded),
+           f"{per_utt}'] changed after it was scored")
     per_utt.write_text(kept)
     write_text(decoded / "text", {"u1": "big red dog", "u2": "a small cat"})  # a hand edit after decoding
-    with pytest.raises(ValueError, match=f"{hyp} changed after it was scored"):
-        scoring.read_score_dir(decoded)
+    refuse("hypotheses edited after scoring, then the report (stage 12 alone)",
+           lambda: scoring.read_score_dir(decoded), f"{hyp} changed after it was scored")
     scoring.score_files(ref, hyp, decoded, units=["word"])  # re-scored: the edit is still not a decoder's output
-    with pytest.raises(ValueError, match=f"{hyp} changed after it was decoded"):
-        scoring.read_score_dir(decoded)
+    refuse("hypotheses edited and re-scored, then the report (stages 9-12)", lambda: scoring.read_score_dir(decoded),
+           f"{hyp} changed after it was decoded")

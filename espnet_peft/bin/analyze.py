@@ -83,7 +83,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    for flag in ("max_utts", "batch_size", "max_frames", "energy_max_utts"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     # Inputs are checked before ESPnet is imported (10-15 s): a wrong path fails at once.
     from espnet_peft.analysis.reuse import load_model_once

@@ -13,8 +13,11 @@ from typing import Optional, Sequence
 import yaml
 
 from espnet_peft.atomic import atomic_write_text
+from espnet_peft.injection import check_injection
+from espnet_peft.model_inventory import linear_inventory, skeleton
 from espnet_peft.recipe.finetune_config import ALL_METHODS, finetune_config
 from espnet_peft.recipe.settings import SettingError, parse_setting
+from espnet_peft.tuners import AdapterConfigError
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
@@ -35,6 +38,12 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                                  args.seed)
     except (SettingError, ValueError, FileNotFoundError) as error:
         raise SystemExit(f"make_finetune_config: {error}") from None
+    if config.get("use_adapter"):  # the adapter config must fit this base model: refused now, not at training
+        try:
+            check_injection(skeleton(linear_inventory(args.base)), config["adapter_conf"])
+        except AdapterConfigError as error:
+            raise SystemExit(f"make_finetune_config: the {args.method} settings ({args.peft_conf_dir}/"
+                             f"{args.method}.yaml) do not fit the model of {args.base}: {error}") from None
     atomic_write_text(args.out, yaml.safe_dump(config, sort_keys=False))
 
 

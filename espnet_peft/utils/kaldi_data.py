@@ -23,6 +23,7 @@ import soundfile
 from tqdm import tqdm
 
 from espnet_peft.atomic import atomic_write_text
+from espnet_peft.utils.text_norm import normalize_text
 
 TABLES = ("wav.scp", "text", "utt2spk")
 # Utterance-keyed files that travel with a data dir when it is filtered (e.g. the OWSM text variants).
@@ -322,8 +323,9 @@ def validate_and_filter(src_dir: Path, dst_dir: Path, min_sec: float = 0.3, max_
     samples: dict[str, int] = {}
     candidates = sorted(set(data.wav_scp) - set(dropped))
     for utt in tqdm(candidates, desc=f"validate {src_dir.name}", unit="utt"):
-        if not data.text.get(utt, "").strip():
-            dropped[utt] = ("empty_text", f"no words in {src_dir / 'text'}")
+        if not normalize_text(data.text.get(utt, "")):  # punctuation or tags only: no word to score it on
+            dropped[utt] = ("empty_text", f"no words in {src_dir / 'text'} after normalisation "
+                                          f"({data.text.get(utt, '')!r})")
             continue
         result = check_audio(data.wav_scp[utt], fs)
         if result.reason is None and result.seconds < min_sec:

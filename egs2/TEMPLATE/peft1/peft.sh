@@ -121,6 +121,31 @@ on_signal() {  # a killed run stops its own jobs (trainings, decodes and their l
   exit 130
 }
 trap on_signal INT TERM HUP
+# `kill -9` of this driver cannot be trapped, and its jobs would run on: every job carries this run's id in its
+# environment, and a sentinel stops the ones still alive once the driver is gone (a normal exit leaves none).
+ESPNET_PEFT_RUN_ID="$$.$(date +%s%N)"
+export ESPNET_PEFT_RUN_ID
+jobs_of_this_run() {  # pids of the live processes whose environment holds this run's id
+  local environ
+  for environ in /proc/[0-9]*/environ; do
+    if tr '\0' '\n' < "${environ}" 2>/dev/null | grep -qxF "ESPNET_PEFT_RUN_ID=${run_id}"; then
+      environ=${environ#/proc/}; echo "${environ%/environ}"
+    fi
+  done
+}
+(
+  trap - INT TERM HUP
+  run_id=${ESPNET_PEFT_RUN_ID}
+  unset ESPNET_PEFT_RUN_ID  # the sentinel's own children are not jobs of the run
+  while kill -0 $$ 2>/dev/null; do sleep 2; done
+  for signal in TERM KILL; do
+    pids=$(jobs_of_this_run)
+    [ -z "${pids}" ] && break
+    # shellcheck disable=SC2086
+    kill -"${signal}" ${pids} 2>/dev/null
+    sleep 5
+  done
+) </dev/null >/dev/null 2>&1 &
 
 need_tool() {  # <tool> <stages that use it>: checked before any stage runs, only when one of those stages will
   command -v "$1" >/dev/null || { log "ERROR: $1 not found (stages $2 use it): apt-get install ${1/sclite/sctk}" \
