@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from espnet_peft.bin import list_experiments, make_finetune_config, write_run_info
+from espnet_peft.model_inventory import INVENTORY
+from espnet_peft.utils.file_hash import file_sha256
 from espnet_peft.recipe import settings as fmt
 from espnet_peft.recipe.sweep import Experiment, Sweep, SweepError, check_sweep, parse_methods, parse_seeds, \
     parse_sweeps, plan
@@ -167,7 +169,18 @@ def base_config(tmp_path: Path) -> Path:
     path = tmp_path / "source" / "config.yaml"
     path.parent.mkdir()
     path.write_text(yaml.safe_dump({"encoder": "e_branchformer", "seed": 7, "output_dir": "exp/source"}))
-    return path
+    return with_inventory(path)
+
+
+def with_inventory(config: Path) -> Path:
+    """The nn.Linear inventory that make_finetune_config checks adapter settings against, for a config that builds
+    no model (an E-Branchformer's attention and feed-forward linears)."""
+    linears = {f"encoder.encoders.{i}.{name}": [256, 256] for i in range(4)
+               for name in ("attn.linear_q", "attn.linear_k", "attn.linear_v", "attn.linear_out")}
+    linears.update({f"encoder.encoders.{i}.feed_forward.{name}": shape for i in range(4)
+                    for name, shape in (("w_1", [1024, 256]), ("w_2", [256, 1024]))})
+    (config.parent / INVENTORY).write_text(json.dumps({"config_sha256": file_sha256(config), "linears": linears}))
+    return config
 
 
 def make_config(base: Path, out: Path, *options: str) -> dict:
@@ -245,6 +258,7 @@ def test_peft_sh_runs_every_seed_and_the_sweep(tmp_path: Path) -> None:
     stub.chmod(0o755)
     (recipe / "exp" / "source").mkdir(parents=True)
     (recipe / "exp" / "source" / "config.yaml").write_text(yaml.safe_dump({"encoder": "e_branchformer"}))
+    with_inventory(recipe / "exp" / "source" / "config.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     options = ["--python", str(stub), "--target_domains", "child", "--methods", "lora ssvd_o", "--seeds", "0 1",
                "--sweep", "ssvd_o:outer_share=0,0.5", "--budget", "40000"]

@@ -146,6 +146,7 @@ jobs_of_this_run() {  # pids of the live processes whose environment holds this 
     sleep 5
   done
 ) </dev/null >/dev/null 2>&1 &
+disown  # not a job of this shell: `jobs` counts the trainings running, and `wait` waits for them only
 
 need_tool() {  # <tool> <stages that use it>: checked before any stage runs, only when one of those stages will
   command -v "$1" >/dev/null || { log "ERROR: $1 not found (stages $2 use it): apt-get install ${1/sclite/sctk}" \
