@@ -36,7 +36,6 @@ from typing import Callable, List, Optional, Sequence
 
 import soundfile
 import torch
-import yaml
 from tqdm import tqdm
 
 from espnet_peft import fault_points
@@ -48,6 +47,7 @@ from espnet_peft.recipe.fingerprint import (ProvenanceError, file_sha256, made_f
                                             stale_reason)
 from espnet_peft.recipe.source_model import task_of
 from espnet_peft.utils.kaldi_data import read_table
+from espnet_peft.utils.structured_files import UnreadableFileError, read_yaml
 
 DECODE_INFO = "decode_info.json"
 WHISPER_FS = 16000  # whisper.audio.SAMPLE_RATE
@@ -57,7 +57,10 @@ BatchDecoder = Callable[[torch.Tensor], List[List[int]]]
 
 def model_task(config: Path) -> str:
     """``s2t`` (OWSM), ``s2t_ctc`` (OWSM-CTC) or ``asr`` (ESPnet's Whisper), from the model's training config."""
-    conf = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+    try:
+        conf = read_yaml(config)
+    except UnreadableFileError as err:
+        raise SystemExit(str(err)) from None
     task = task_of(conf)
     if task == "asr" and conf.get("decoder") != "whisper":
         raise SystemExit(f"{config}: an ASR model with a {conf.get('decoder')!r} decoder; this decoder takes OWSM "

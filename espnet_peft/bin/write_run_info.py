@@ -16,10 +16,14 @@ from typing import Optional, Sequence
 
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe.settings import SettingError, parse_setting
+from espnet_peft.utils.structured_files import UnreadableFileError, read_json
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        return read_json(path) if path.is_file() else {}
+    except UnreadableFileError as error:
+        raise SystemExit(f"write_run_info: {error}") from None
 
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:

@@ -13,12 +13,12 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
-import yaml
 
 from espnet_peft.budget import budget_derived_fields
 from espnet_peft.injection import InjectionSpec
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
 from espnet_peft.tuners import METHODS, get_layer_class
+from espnet_peft.utils.structured_files import read_yaml
 
 #: the method name of full fine-tuning, the reference every adapter is compared with
 FULL = "full"
@@ -69,7 +69,7 @@ def read_adapter_conf(peft_conf_dir: Path, method: str) -> Dict[str, Any]:
     peft_file = Path(peft_conf_dir) / f"{method}.yaml"
     if not peft_file.is_file():
         raise FileNotFoundError(f"no adapter settings for method '{method}': expected {peft_file}")
-    adapter_conf = dict(yaml.safe_load(peft_file.read_text(encoding="utf-8"))["adapter_conf"])
+    adapter_conf = dict((read_yaml(peft_file) or {})["adapter_conf"])
     if adapter_conf.get("method") != method:
         raise ValueError(f"{peft_file} sets method {adapter_conf.get('method')!r}, expected {method!r}")
     return adapter_conf
@@ -83,10 +83,10 @@ def finetune_config(base_config: Path, overrides: Path, method: str, peft_conf_d
     ``settings`` replace fields of the method's config in ``adapter_conf`` (a sweep point); ``seed`` is the training
     seed (ESPnet's ``seed``: initialisation, data order, dropout).
     """
-    config = yaml.safe_load(Path(base_config).read_text(encoding="utf-8"))
+    config = read_yaml(base_config)
     for key in RUN_KEYS:
         config.pop(key, None)
-    config.update(yaml.safe_load(Path(overrides).read_text(encoding="utf-8")) or {})
+    config.update(read_yaml(overrides) or {})
     if seed is not None:
         config["seed"] = int(seed)
     if method == FULL:
