@@ -258,6 +258,24 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def start_training_run(recipe_dir: Path, exp: Path, log_path: Path, env: dict) -> subprocess.Popen:
+    """Stage 7 of ``ONE_EXPERIMENT`` in its own session, returned once its training command has started."""
+    import signal
+    import time
+
+    stage7 = recipe_command("--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
+    with open(log_path, "w") as log:
+        run = subprocess.Popen(stage7, cwd=recipe_dir, env=env, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.time() + 300
+    while not (exp / "train.log").is_file() or "s2t_train" not in (exp / "train.log").read_text():
+        if run.poll() is not None or time.time() > deadline:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+            raise AssertionError(f"the training did not start: {log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return run
+
+
 def test_a_decode_is_refused_while_another_run_holds_its_experiment(finished: Path, tmp_path: Path) -> None:
     import fcntl
 
@@ -286,14 +304,8 @@ def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(f
     config.write_text(config.read_text().replace("max_epoch: 2", "max_epoch: 500"))  # long enough to be caught
     env = recipe_env()
     stage7 = recipe_command("--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
-    with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(stage7, cwd=recipe_dir, env=env, stdout=log, stderr=log, start_new_session=True)
+    first = start_training_run(recipe_dir, exp, tmp_path / "first.log", env)
     try:
-        deadline = time.time() + 300
-        while not (exp / "train.log").is_file() or "s2t_train" not in (exp / "train.log").read_text():
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.time() < deadline, "the first training did not start"
-            time.sleep(1)
         second = subprocess.run(stage7, cwd=recipe_dir, env=env, capture_output=True, text=True)
         assert second.returncode != 0
         assert "exp/child_lora_s0 is in use by another run right now" in second.stderr
@@ -349,16 +361,9 @@ def test_a_run_killed_with_sigkill_stops_its_jobs_and_resumes_to_the_same_model(
 
     recipe_dir, exp = copy_without_one_experiment(finished, tmp_path)
     stage7 = recipe_command("--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
-    with open(tmp_path / "first.log", "w") as log:
-        first = subprocess.Popen(stage7, cwd=recipe_dir, env=recipe_env(), stdout=log, stderr=log,
-                                 start_new_session=True)
+    first = start_training_run(recipe_dir, exp, tmp_path / "first.log", recipe_env())
     jobs: set = set()
     try:
-        deadline = time.time() + 300
-        while not (exp / "train.log").is_file() or "s2t_train" not in (exp / "train.log").read_text():
-            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            assert time.time() < deadline, "the training did not start"
-            time.sleep(0.2)
         for pid in _descendants(first.pid):
             try:
                 if b"ESPNET_PEFT_RUN_ID=" in (Path("/proc") / str(pid) / "environ").read_bytes():

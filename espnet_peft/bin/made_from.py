@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from espnet_peft.recipe.fingerprint import ProvenanceError, made_from, mark_made_from, read_record, stale_reason
+from espnet_peft.recipe.fingerprint import ProvenanceError, is_current_or_say_why, made_from, mark_made_from
 
 
 def _pairs(items: List[str], what: str) -> Dict[str, str]:
@@ -51,10 +51,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> int:
     except ProvenanceError as err:
         raise SystemExit(f"made_from: {err}") from None
     if args.action == "check":
-        reason = stale_reason(args.out, record)
-        if reason is not None and read_record(args.out) is not None:
-            print(f"redo {args.out}: {reason}", file=sys.stderr)
-        return 0 if reason is None else 1
+        return 0 if is_current_or_say_why(args.out, record) else 1
     mark_made_from(args.out, record, args.output)
     return 0
 

@@ -12,14 +12,13 @@ ESPnet tasks costs 10-15 s per process.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from tqdm import tqdm
 
 from espnet_peft.export import CHECKSUMS, PACKAGE_FILES, TASKS, export_adapter, merge_experiment
-from espnet_peft.recipe.fingerprint import made_from, mark_made_from, read_record, stale_reason
+from espnet_peft.recipe.fingerprint import is_current_or_say_why, made_from, mark_made_from
 
 
 def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
@@ -31,10 +30,7 @@ def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:
     outputs = {"adapter": [*PACKAGE_FILES, CHECKSUMS], "merged": ["config.yaml", "model.pth"]}
     try:
         for out_dir, write in ((exp_dir / "adapter", export_adapter), (exp_dir / "merged", merge_experiment)):
-            reason = stale_reason(out_dir, record)
-            if reason is not None:  # also when a file of it was edited after it was written
-                if read_record(out_dir) is not None:
-                    print(f"redo {out_dir}: {reason}", file=sys.stderr)
+            if not is_current_or_say_why(out_dir, record):  # also when a file of it was edited after it was written
                 write(task, config, model_file, out_dir)
                 mark_made_from(out_dir, record, outputs[out_dir.name])
     except (ValueError, FileNotFoundError) as error:

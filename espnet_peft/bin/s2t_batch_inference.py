@@ -43,8 +43,8 @@ from espnet_peft.atomic import atomic_write_text
 from espnet_peft.inference.ctc_greedy import ctc_greedy_decode, make_ctc_prompt
 from espnet_peft.inference.greedy import (CTC_CANDIDATES, CTC_PREFIXES, Prompt, fixed_window, greedy_decode,
                                           make_prompt)
-from espnet_peft.recipe.fingerprint import (ProvenanceError, file_sha256, made_from, mark_made_from, read_record,
-                                            stale_reason)
+from espnet_peft.recipe.fingerprint import (ProvenanceError, file_sha256, is_current_or_say_why, made_from,
+                                            mark_made_from)
 from espnet_peft.recipe.source_model import task_of
 from espnet_peft.utils.kaldi_data import read_table
 from espnet_peft.utils.structured_files import UnreadableFileError, read_yaml
@@ -93,10 +93,7 @@ def provenance(settings: dict, wav_scp: Path) -> dict:
 
 def is_current(out_dir: Path, settings: dict, wav_scp: Path) -> bool:
     """Done with this model, these settings and this audio, and ``text`` is as the decode wrote it."""
-    reason = stale_reason(out_dir, provenance(settings, wav_scp))
-    if reason is not None and read_record(out_dir) is not None:
-        print(f"redo {out_dir}: {reason}", file=sys.stderr)
-    return reason is None
+    return is_current_or_say_why(out_dir, provenance(settings, wav_scp))
 
 
 def read_audio(key: str, location: str, wav_scp: Path):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -120,6 +121,15 @@ def is_current(out_dir: Path, record: Mapping[str, Any]) -> bool:
     return stale_reason(out_dir, record) is None
 
 
+def is_current_or_say_why(out_dir: Path, record: Mapping[str, Any]) -> bool:
+    """``is_current``, printing ``redo OUT_DIR: <why>`` on stderr when a completed output is stale (nothing for one
+    that was never completed): what the recipe's logs show of each redo."""
+    reason = stale_reason(out_dir, record)
+    if reason is not None and read_record(out_dir) is not None:
+        print(f"redo {out_dir}: {reason}", file=sys.stderr)
+    return reason is None
+
+
 def mark_made_from(out_dir: Path, record: Mapping[str, Any], outputs: Sequence[str] = ()) -> None:
     """Write the record last, once the output is complete (a killed run leaves no record and is redone), with the
     sha256 of each of ``outputs`` (paths relative to ``out_dir``)."""
@@ -127,19 +137,3 @@ def mark_made_from(out_dir: Path, record: Mapping[str, Any], outputs: Sequence[s
     if outputs:
         full["outputs"] = {name: file_sha256(Path(out_dir) / name) for name in outputs}
     atomic_write_text(Path(out_dir) / MADE_FROM, json.dumps(full, indent=2, sort_keys=True))
-
-
-def check_derived(out_dir: Path, inputs: Mapping[str, Path], what: str, redo: str) -> None:
-    """Refuse, by name, an output that is not complete, whose recorded ``inputs`` no longer match those files, or
-    whose outputs were edited: ``what`` names the output in the message, ``redo`` says how to remake it."""
-    stored = read_record(out_dir)
-    if stored is None:
-        raise ProvenanceError(f"{what} {out_dir} has no {MADE_FROM}: it was never completed, or by an older "
-                              f"version; {redo}")
-    for name, path in inputs.items():
-        recorded = (stored.get("inputs") or {}).get(name)
-        if recorded is None or not Path(path).is_file() or file_sha256(Path(path)) != recorded:
-            raise ProvenanceError(f"{what} {out_dir} was not made from the current {path} (changed since); {redo}")
-    changed = changed_outputs(out_dir, stored)
-    if changed:
-        raise ProvenanceError(f"{changed} changed after {what} {out_dir} wrote it (edited by hand?); {redo}")
