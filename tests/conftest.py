@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fault_ledger import write_tally  # noqa: E402  (needs the sys.path above)
+from helpers.fault_ledger import write_tally  # noqa: E402  (needs the sys.path above)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,9 +18,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     write_tally()
 
 
-# ---- tiny ESPnet models on synthetic speech (tests/espnet_fixtures.py), built once per session ----
+# ---- tiny ESPnet models on synthetic speech (tests/helpers/espnet_fixtures.py), built once per session ----
 
-from espnet_fixtures import PretrainedModel, pretrain, synthesize_corpus  # noqa: E402  (needs the sys.path above)
+from helpers.espnet_fixtures import PretrainedModel, pretrain, synthesize_corpus  # noqa: E402  (needs the sys.path above)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +56,6 @@ def pretrained_model(request: pytest.FixtureRequest) -> PretrainedModel:
     return request.getfixturevalue(f"pretrained_{request.param}")
 
 
-# ---- a real one-node Slurm on localhost, for the slurm.pl tests (tests/slurm_cluster.py) ----
+# ---- a real one-node Slurm on localhost, for the slurm.pl tests (tests/helpers/slurm_cluster.py) ----
 
-from slurm_cluster import slurm_cluster  # noqa: E402,F401  (session fixture, shared by the launcher and recipe tests)
+from helpers.slurm_cluster import slurm_cluster  # noqa: E402,F401  (session fixture, shared by the launcher and recipe tests)

@@ -13,8 +13,8 @@ from typing import Dict
 import pytest
 import torch
 
-from adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
-from amp_device import DEVICE, autocast_dtypes
+from helpers.adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
+from helpers.amp_device import DEVICE, autocast_dtypes
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters
 
 CASES = {method: {"method": method, **fields} for method, fields in METHOD_FIELDS.items()}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
+from helpers.adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters, merge_adapters
 from espnet_peft.tuners import METHODS
 

@@ -13,7 +13,7 @@ import soundfile
 import torch
 from torch import nn
 
-from adapter_models import perturb_adapters
+from helpers.adapter_models import perturb_adapters
 from espnet_peft.analysis.branch_contribution import block_branches
 from espnet_peft.analysis.decoder_pass import (
     NO_TARGETS, DecoderAccess, decoder_targets, no_decoder_reason, teacher_forced,
@@ -23,7 +23,7 @@ from espnet_peft.analysis.model_access import EspnetEncoderAccess
 from espnet_peft.analysis.runner import Settings, run_analysis
 from espnet_peft.analysis.sources import Batch, LoadedModel, ModelSource, Utterance
 from espnet_peft.injection import initialise_adapters, inject_adapters
-from owsm_fixtures import TINY_ARCH, build_model as build_owsm, owsm_token_list
+from helpers.owsm_fixtures import TINY_ARCH, build_model as build_owsm, owsm_token_list
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
+from helpers.adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
 from espnet_peft.analysis._cer import char_edits, corpus_cer, token_cer
 from espnet_peft.analysis.ablation import erase_blocks, layer_ablation
 from espnet_peft.analysis.adapter_energy import (

@@ -25,7 +25,7 @@ from espnet_peft.analysis.sources import (  # noqa: E402
 )
 from espnet_peft.bin import analyze  # noqa: E402
 from espnet_peft.utils.kaldi_data import read_table  # noqa: E402
-from whisper_fixtures import (  # noqa: E402,F401 (fixtures)
+from helpers.whisper_fixtures import (  # noqa: E402,F401 (fixtures)
     PIPER_SENTENCES, adapter_checkpoint, padded_piper_set, piper_speech, source, tiny_en,
 )
 

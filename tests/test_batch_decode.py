@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
-from fault_ledger import record_bad_input
+from helpers.espnet_fixtures import FS, PretrainedModel, decode, read_wav_scp
+from helpers.fault_ledger import record_bad_input
 
 from espnet_peft.bin import s2t_batch_inference
 from espnet_peft.compat import espnet_ctc_prefix

@@ -1,5 +1,5 @@
 """Real data preparation of the corpora (espnet_peft/recipe/corpora) over tiny fixture trees that mirror each
-release's layout, file types and transcript quirks (tests/corpus_fixtures.py): the Python entry points, and every
+release's layout, file types and transcript quirks (tests/helpers/corpus_fixtures.py): the Python entry points, and every
 recipe's local/data.sh through bash."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-import corpus_fixtures as fx
+from helpers import corpus_fixtures as fx
 from espnet_peft.recipe.corpora import (
     cmu_kids, common, common_voice, cslu_kids, edacc, l2_arctic, librispeech, myst,
 )

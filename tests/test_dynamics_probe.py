@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from espnet_fixtures import PretrainedModel, finetune_cmd
+from helpers.espnet_fixtures import PretrainedModel, finetune_cmd
 from espnet_peft.analysis.dynamics import initial_state, probe_dynamics
 from espnet_peft.injection import adapter_layers, inject_adapters, initialise_adapters
 from espnet_peft.train.dynamics_probe import FIGURE, RESULT, START, DynamicsProbe, DynamicsProbeConfig

@@ -9,7 +9,7 @@ import soundfile
 import torch
 
 from espnet_peft.compat import subsampling_projection
-from espnet_fixtures import (
+from helpers.espnet_fixtures import (
     MAX_DURATION,
     MIN_DURATION,
     PretrainedModel,

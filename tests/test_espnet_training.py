@@ -18,7 +18,7 @@ import pytest
 import torch
 from espnet2.train.reporter import Reporter
 
-from espnet_fixtures import PretrainedModel, decode, finetune_cmd, read_wav_scp
+from helpers.espnet_fixtures import PretrainedModel, decode, finetune_cmd, read_wav_scp
 from espnet_peft.bin.merge import main as merge_main
 from espnet_peft.export import apply_adapter_to_experiment, export_adapter, merge_experiment, task_class
 from espnet_peft.injection import adapter_layers

@@ -5,7 +5,7 @@ with a message that names the file or utterance. Faults are placed deterministic
 ``ESPNET_PEFT_FAULT=<point>:<n>`` (``espnet_peft.fault_points``): the n-th time a process reaches the point it kills
 itself, e.g. between writing ``checkpoint.pth`` completely and renaming it into place.
 
-Every test here is a case of the fault suite (marker ``fault_case``, ``tests/fault_ledger.py``), as are the marked
+Every test here is a case of the fault suite (marker ``fault_case``, ``tests/helpers/fault_ledger.py``), as are the marked
 cases in other files; ``python benchmarks/faults.py`` runs them all and writes the tally to
 ``benchmarks/results/faults.json``. A plain pytest run only asserts.
 """
@@ -24,8 +24,8 @@ from typing import Callable, List
 import pytest
 import torch
 
-from espnet_fixtures import PretrainedModel, finetune_cmd
-from fault_ledger import LEDGER, record_bad_input, record_fault, refuse
+from helpers.espnet_fixtures import PretrainedModel, finetune_cmd
+from helpers.fault_ledger import LEDGER, record_bad_input, record_fault, refuse
 from espnet_peft.fault_points import ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def test_bad_data_is_refused_by_name(tmp_path: Path) -> None:
 ])
 def test_bad_adapter_configs_are_refused_by_name(conf: dict, names: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from adapter_models import build_model
+    from helpers.adapter_models import build_model
     from espnet_peft.injection import inject_adapters
 
     refuse(f"adapter_conf {conf}", lambda: inject_adapters(build_model(), conf), names)

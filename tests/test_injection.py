@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from adapter_models import TARGETS, build_model
+from helpers.adapter_models import TARGETS, build_model
 from espnet_peft.budget import format_plans, match_budget
 from espnet_peft.injection import adapter_layers, find_targets, inject_adapters
 from espnet_peft.tuners import METHODS, AdapterConfigError

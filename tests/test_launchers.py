@@ -1,7 +1,7 @@
 """The Kaldi-style job launchers of the recipes: egs2/TEMPLATE/peft1/utils/{run,slurm}.pl.
 
 run.pl runs locally.  slurm.pl and ``espnet2.bin.launch --cmd slurm.pl`` run against a real
-one-node Slurm started on localhost by ``slurm_cluster`` (tests/slurm_cluster.py; needs root and
+one-node Slurm started on localhost by ``slurm_cluster`` (tests/helpers/slurm_cluster.py; needs root and
 the Debian packages slurmctld slurmd slurm-client munge).  The multi-node path of launch.py
 (``slurm.pl ... srun ...``) cannot run on one node; its command shape is checked with a fake
 slurm.pl, and the real slurm.pl then runs that same command with --num_nodes 1.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_cluster import SlurmCluster
+from helpers.slurm_cluster import SlurmCluster
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "egs2" / "TEMPLATE" / "peft1"
 RUN_PL = TEMPLATE / "utils" / "run.pl"

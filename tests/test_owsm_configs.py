@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from owsm_fixtures import TINY_ARCH, TINY_CTC_ARCH, build_model, owsm_token_list
+from helpers.owsm_fixtures import TINY_ARCH, TINY_CTC_ARCH, build_model, owsm_token_list
 from espnet_peft.budget import plan_budget
 from espnet_peft.injection import InjectionSpec, find_targets, inject_adapters
 from espnet_peft.recipe.finetune_config import finetune_config

@@ -1,6 +1,6 @@
 """OWSM source models through the real hub path, local dirs and archives, and OWSM text files for v3.1 and v4.
 
-Tiny OWSM-architecture models (tests/owsm_fixtures.py) are packed as the hub distributes OWSM and put into a
+Tiny OWSM-architecture models (tests/helpers/owsm_fixtures.py) are packed as the hub distributes OWSM and put into a
 temporary Hugging Face cache with ``HF_HUB_OFFLINE=1``; ``fetch_source_model("espnet/<tag>")`` then runs
 espnet_model_zoo's ``ModelDownloader`` and huggingface_hub's ``snapshot_download`` unchanged, and so does
 ``Speech2Text.from_pretrained(tag)``. The fetched model is fine-tuned with an adapter through the plugin's training
@@ -20,8 +20,8 @@ import soundfile
 import torch
 import yaml
 
-from espnet_fixtures import decode, read_wav_scp
-from owsm_fixtures import FLAVOURS, make_tiny_owsm, pack_hub_repo, populate_hub_cache, task_class, train_args
+from helpers.espnet_fixtures import decode, read_wav_scp
+from helpers.owsm_fixtures import FLAVOURS, make_tiny_owsm, pack_hub_repo, populate_hub_cache, task_class, train_args
 from espnet_peft.bin import fetch_source_model as fetch_cli
 from espnet_peft.recipe.finetune_config import finetune_config
 from espnet_peft.recipe.fingerprint import file_sha256

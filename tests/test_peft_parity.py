@@ -9,7 +9,7 @@ import peft
 import pytest
 import torch
 
-from adapter_models import TARGETS, build_model, perturb_adapters
+from helpers.adapter_models import TARGETS, build_model, perturb_adapters
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters
 
 torch.set_num_threads(1)

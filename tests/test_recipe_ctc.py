@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from recipe_runs import copy_recipe, recipe_env, run_quick
+from helpers.recipe_runs import copy_recipe, recipe_env, run_quick
 
 from espnet_peft.bin import s2t_batch_inference, s2t_ctc_inference
 from espnet_peft.compat import stock_ctc_cli_reads_mono_audio

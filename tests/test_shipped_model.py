@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from espnet_fixtures import decode
+from helpers.espnet_fixtures import decode
 
 from espnet_peft.bin import s2t_batch_inference
 from espnet_peft.compat import espnet_ctc_prefix

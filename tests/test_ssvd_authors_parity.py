@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from adapter_models import make_trained_looking
+from helpers.adapter_models import make_trained_looking
 from espnet_peft.tuners import AdapterConfigError, get_layer_class, make_config
 
 torch.set_num_threads(1)
@@ -162,7 +162,7 @@ def test_unknown_preset_names_the_known_ones() -> None:
 
 @pytest.mark.parametrize("method,fields", [("ssvd", {}), ("ssvd_o", {"outer_share": 0.5})])
 def test_preset_works_with_a_total_budget(method: str, fields: dict) -> None:
-    from adapter_models import TARGETS, build_model
+    from helpers.adapter_models import TARGETS, build_model
     from espnet_peft.injection import adapter_layers, inject_adapters
 
     model = build_model(trained_looking=True)

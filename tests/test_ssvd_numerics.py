@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from adapter_models import make_trained_looking
-from amp_device import DEVICE, autocast_dtypes
+from helpers.adapter_models import make_trained_looking
+from helpers.amp_device import DEVICE, autocast_dtypes
 from espnet_peft.tuners import get_layer_class, make_config
 from espnet_peft.tuners.core_linear import core_linear
 from espnet_peft.tuners.subspace_rotation import SubspaceRotationLayer

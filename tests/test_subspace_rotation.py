@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from adapter_models import TARGETS, build_model, perturb_adapters
+from helpers.adapter_models import TARGETS, build_model, perturb_adapters
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters
 from espnet_peft.tuners import get_layer_class, make_config
 from espnet_peft.tuners.ssvd_o.config import split_budget

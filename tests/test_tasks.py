@@ -57,7 +57,7 @@ def test_s2t_ctc_train_entry_point_exists() -> None:
 def _owsm_config(task: str, tmp_path: Path) -> tuple:
     """A tiny OWSM (``s2t``) or OWSM-CTC (``s2t_ctc``) experiment as a training run leaves it: a base model file and
     a ``config.yaml`` that adds LoRA adapters on top of it through ``init_param``."""
-    from owsm_fixtures import TINY_ARCH, TINY_CTC_ARCH, model_args, owsm_token_list
+    from helpers.owsm_fixtures import TINY_ARCH, TINY_CTC_ARCH, model_args, owsm_token_list
 
     plugin = task_class(task)
     args = model_args(plugin, TINY_CTC_ARCH if task == "s2t_ctc" else TINY_ARCH, owsm_token_list(),

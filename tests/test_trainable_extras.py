@@ -7,7 +7,7 @@ from typing import Dict
 import pytest
 import torch
 
-from adapter_models import TARGETS, build_model, perturb_adapters
+from helpers.adapter_models import TARGETS, build_model, perturb_adapters
 from espnet_peft.base_fingerprint import base_fingerprint
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters, merge_adapters
 from espnet_peft.train.checkpoint import load_adapter_only_state

@@ -21,7 +21,7 @@ from espnet_peft.tuners import METHODS  # noqa: E402
 from espnet_peft.whisper import offline  # noqa: E402
 from espnet_peft.whisper.convert import WhisperConversionError, checkpoint_from_ctranslate2  # noqa: E402
 from espnet_peft.whisper.ctranslate2_file import CTranslate2FormatError, read_ctranslate2_model  # noqa: E402
-from whisper_fixtures import PIPER_SENTENCES, piper_speech, tiny_en  # noqa: E402,F401 (fixtures)
+from helpers.whisper_fixtures import PIPER_SENTENCES, piper_speech, tiny_en  # noqa: E402,F401 (fixtures)
 
 TINY = dict(n_mels=80, n_audio_ctx=24, n_audio_state=16, n_audio_head=2, n_audio_layer=2, n_vocab=70,
             n_text_ctx=12, n_text_state=16, n_text_head=2, n_text_layer=2)

@@ -21,7 +21,7 @@ from espnet_peft.utils.audio_window import pad_data_dir  # noqa: E402
 from espnet_peft.utils.kaldi_data import read_table, write_table  # noqa: E402
 from espnet_peft.utils.text_norm import whisper_english  # noqa: E402
 from espnet_peft.whisper import offline  # noqa: E402
-from whisper_fixtures import (  # noqa: E402,F401 (fixtures)
+from helpers.whisper_fixtures import (  # noqa: E402,F401 (fixtures)
     PIPER_SENTENCES, adapter_checkpoint, padded_piper_set, piper_speech, source, tiny_en,
 )
 

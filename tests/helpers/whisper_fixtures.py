@@ -55,7 +55,7 @@ def source(tiny_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     monkey = pytest.MonkeyPatch()
     monkey.setenv(offline.ENV_VARIABLE, str(tiny_en.parent))
     root = tmp_path_factory.mktemp("whisper_source")
-    config = Path(__file__).resolve().parents[1] / "egs2/synthetic/whisper1/conf/whisper_source.yaml"
+    config = Path(__file__).resolve().parents[2] / "egs2/synthetic/whisper1/conf/whisper_source.yaml"
     make_whisper_source(config, root / "source", root / "tokens")
     yield root / "source"
     monkey.undo()

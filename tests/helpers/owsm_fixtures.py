@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import yaml
 
-from espnet_fixtures import TASKS as FIXTURE_TASKS, make_experiment, run_task
+from helpers.espnet_fixtures import TASKS as FIXTURE_TASKS, make_experiment, run_task
 from espnet_peft.recipe.owsm_tokens import time_tokens
 
 STOCK_TASKS = {"s2t": "espnet2.tasks.s2t:S2TTask", "s2t_ctc": "espnet2.tasks.s2t_ctc:S2TTask"}

@@ -149,7 +149,7 @@ def start_cluster(workdir: Path) -> SlurmCluster:
     env["PATH"] = _SBIN_PATH
     cluster = SlurmCluster(conf=conf, workdir=workdir, rundir=rundir, env=env)
     conf.write_text(
-        f"""# written by tests/slurm_cluster.py
+        f"""# written by tests/helpers/slurm_cluster.py
 ClusterName=espnetpeft
 SlurmctldHost=localhost
 SlurmctldPort={_free_port()}
