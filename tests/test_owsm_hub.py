@@ -24,7 +24,7 @@ from helpers.espnet_fixtures import decode, read_wav_scp
 from helpers.owsm_fixtures import FLAVOURS, make_tiny_owsm, pack_hub_repo, populate_hub_cache, task_class, train_args
 from espnet_peft.bin import fetch_source_model as fetch_cli
 from espnet_peft.recipe.finetune_config import finetune_config
-from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.provenance import file_sha256
 from espnet_peft.recipe.key_remap import remap_state_dict
 from espnet_peft.utils.kaldi_data import read_table
 from espnet_peft.recipe.s2t_text import s2t_tables, write_s2t_text

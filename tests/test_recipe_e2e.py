@@ -207,7 +207,7 @@ def test_stage7_runs_two_trainings_at_once_through_slurm_with_the_serial_results
 def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: Path) -> None:
     """Stage 7 stopped after epoch 1 (what a kill there leaves: checkpoint.pth, no .done), stage 8, stage 7 again,
     stage 8: the hypotheses are those of the uninterrupted run's final model, never of epoch 1."""
-    from espnet_peft.recipe.fingerprint import file_sha256
+    from espnet_peft.recipe.provenance import file_sha256
 
     recipe_dir, exp = copy_without_one_experiment(finished, tmp_path)
     config = recipe_dir / "conf" / "quick" / "finetune.yaml"

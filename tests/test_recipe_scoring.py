@@ -12,7 +12,7 @@ import pytest
 
 from espnet_peft.bin import make_report, score
 from espnet_peft.recipe import bootstrap, comparisons, report, scoring
-from espnet_peft.recipe.fingerprint import mark_made_from
+from espnet_peft.recipe.provenance import mark_made_from
 from espnet_peft.utils.text_norm import normalize_text
 from helpers.fault_ledger import refuse
 

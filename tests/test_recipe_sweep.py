@@ -16,7 +16,7 @@ import yaml
 from espnet_peft.bin import list_experiments, make_finetune_config, write_run_info
 from espnet_peft.model_inventory import INVENTORY
 from espnet_peft.utils.file_hash import file_sha256
-from espnet_peft.recipe import settings as fmt
+from espnet_peft.recipe import field_settings as fmt
 from espnet_peft.recipe.sweep import Experiment, Sweep, SweepError, check_sweep, parse_methods, parse_seeds, \
     parse_sweeps, plan
 from espnet_peft.tuners import METHODS

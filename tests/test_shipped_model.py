@@ -13,7 +13,7 @@ from helpers.espnet_fixtures import decode
 from espnet_peft.bin import s2t_batch_inference
 from espnet_peft.compat import espnet_ctc_prefix
 from espnet_peft.inference.greedy import CTC_CANDIDATES
-from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.provenance import file_sha256
 from espnet_peft.utils.kaldi_data import DataDir, read_table, write_data_dir
 from espnet_peft.recipe.scoring import score_files
 from espnet_peft.recipe.sentences import unique_sentences

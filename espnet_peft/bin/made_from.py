@@ -7,7 +7,7 @@
 ``check`` exits 0 when ``DIR`` was completed from exactly these inputs (by sha256), audio files (every file a
 ``--audio`` wav.scp names, by sha256) and settings, and its recorded outputs are unchanged; 1 otherwise, saying why
 on stderr. ``mark`` writes the record, with the sha256 of each ``--output`` file (relative to ``DIR``); call it once
-the output is complete. See ``espnet_peft.recipe.fingerprint``.
+the output is complete. See ``espnet_peft.recipe.provenance``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from espnet_peft.recipe.fingerprint import ProvenanceError, is_current_or_say_why, made_from, mark_made_from
+from espnet_peft.recipe.provenance import ProvenanceError, is_current_or_say_why, made_from, mark_made_from
 
 
 def _pairs(items: List[str], what: str) -> Dict[str, str]:

@@ -16,7 +16,7 @@ from espnet_peft.atomic import atomic_write_text
 from espnet_peft.injection import check_injection
 from espnet_peft.model_inventory import linear_inventory, skeleton
 from espnet_peft.recipe.finetune_config import ALL_METHODS, finetune_config
-from espnet_peft.recipe.settings import SettingError, parse_setting
+from espnet_peft.recipe.field_settings import SettingError, parse_setting
 from espnet_peft.tuners import AdapterConfigError
 
 

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 from espnet_peft.analysis.summary import report_section  # json + matplotlib only, no torch
 from espnet_peft.recipe import bootstrap
 from espnet_peft.recipe.report import ReportError, build_report, collect_results
-from espnet_peft.recipe.fingerprint import ProvenanceError
+from espnet_peft.recipe.provenance import ProvenanceError
 from espnet_peft.recipe.scoring import ScoringError
 
 

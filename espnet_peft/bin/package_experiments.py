@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from tqdm import tqdm
 
 from espnet_peft.export import CHECKSUMS, PACKAGE_FILES, TASKS, export_adapter, merge_experiment
-from espnet_peft.recipe.fingerprint import is_current_or_say_why, made_from, mark_made_from
+from espnet_peft.recipe.provenance import is_current_or_say_why, made_from, mark_made_from
 
 
 def package_experiment(task: str, exp_dir: Path, model_name: str) -> None:

@@ -17,7 +17,7 @@ as ``python -m espnet2.bin.asr_inference --beam_size 1 --ctc_weight 0`` does, pr
 length; otherwise each batch pads to its longest input and the results differ from one-at-a-time decoding (warned).
 Adapter checkpoints load through the plugin task.
 Each ``OUT_DIR`` gets ``text`` (``utt-id hypothesis``, special tokens removed, sorted by id), ``decode_info.json``
-(the settings, times and length-cap hits) and, last, ``made_from.json`` (``espnet_peft.recipe.fingerprint``: the
+(the settings, times and length-cap hits) and, last, ``made_from.json`` (``espnet_peft.recipe.provenance``: the
 sha256 of the model file, config, ``wav.scp`` and every audio file it names, the settings, and of the files written).
 A set whose record matches the current model, audio and settings, and whose ``text`` is unchanged, is skipped;
 anything else is decoded again, so a retrained model, a replaced wav or a hand-edited hypothesis file never leaves
@@ -43,7 +43,7 @@ from espnet_peft.atomic import atomic_write_text
 from espnet_peft.inference.ctc_greedy import ctc_greedy_decode, make_ctc_prompt
 from espnet_peft.inference.greedy import (CTC_CANDIDATES, CTC_PREFIXES, Prompt, fixed_window, greedy_decode,
                                           make_prompt)
-from espnet_peft.recipe.fingerprint import (ProvenanceError, file_sha256, is_current_or_say_why, made_from,
+from espnet_peft.recipe.provenance import (ProvenanceError, file_sha256, is_current_or_say_why, made_from,
                                             mark_made_from)
 from espnet_peft.recipe.source_model import task_of
 from espnet_peft.utils.kaldi_data import read_table
@@ -84,7 +84,7 @@ def decode_settings(args: argparse.Namespace, task: str) -> dict:
 
 def provenance(settings: dict, wav_scp: Path) -> dict:
     """The ``made_from.json`` record of a decoded set: the model and search settings, ``wav.scp`` and every audio
-    file it names (``espnet_peft.recipe.fingerprint``)."""
+    file it names (``espnet_peft.recipe.provenance``)."""
     try:
         return made_from({"wav_scp": wav_scp}, {"audio": wav_scp}, **settings)
     except ProvenanceError as err:

@@ -23,7 +23,7 @@ import yaml
 
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe import model_card
-from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.provenance import file_sha256
 from espnet_peft.recipe.report import environment
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from espnet_peft.atomic import atomic_write_text
-from espnet_peft.recipe.settings import SettingError, parse_setting
+from espnet_peft.recipe.field_settings import SettingError, parse_setting
 from espnet_peft.utils.structured_files import UnreadableFileError, read_json
 
 

@@ -1,6 +1,6 @@
 """What decoding and scoring setting a result came from, and the rule that one report table holds one setting.
 
-A decode set dir's setting is what its ``made_from.json`` records about the search (``espnet_peft.recipe.fingerprint``;
+A decode set dir's setting is what its ``made_from.json`` records about the search (``espnet_peft.recipe.provenance``;
 the model's own fingerprint left out, since every row of a table has another model), which decoder wrote it, and the
 text normaliser its scoring used. Rows decoded or scored differently, say after a re-decode of some methods with
 another CTC weight or word penalty, are not comparable: the report refuses to put them into one table or test.
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Tuple
 
-from espnet_peft.recipe.fingerprint import read_record
+from espnet_peft.recipe.provenance import read_record
 
 #: settings that identify the model, not the search: they differ between rows by design
 MODEL_KEYS = ("model_sha256", "config_sha256", "model_file")

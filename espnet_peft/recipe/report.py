@@ -51,7 +51,7 @@ from espnet_peft.recipe.comparisons import compare
 from espnet_peft.recipe.decode_settings import MixedSettingsError, normalizer_of, one_setting
 from espnet_peft.recipe.decode_settings import describe as describe_setting
 from espnet_peft.recipe.scoring import UtteranceCounts, read_score_dir
-from espnet_peft.recipe.settings import describe, format_value
+from espnet_peft.recipe.field_settings import describe, format_value
 from espnet_peft.recipe.zero_shot_table import zero_shot_lines
 
 RUN_INFO = "run_info.json"

@@ -32,7 +32,7 @@ from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_peft.atomic import atomic_write_text
-from espnet_peft.recipe.fingerprint import (ProvenanceError, changed_outputs, file_sha256, made_from, mark_made_from,
+from espnet_peft.recipe.provenance import (ProvenanceError, changed_outputs, file_sha256, made_from, mark_made_from,
                                             read_record)
 from espnet_peft.utils.kaldi_data import read_table
 from espnet_peft.utils.text_norm import NORMALIZERS

@@ -48,7 +48,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import yaml
 
-from espnet_peft.recipe.fingerprint import file_sha256
+from espnet_peft.recipe.provenance import file_sha256
 from espnet_peft.recipe.key_remap import remap_state_dict
 from espnet_peft.recipe.owsm_tokens import NOTIME, check_s2t_tokens
 

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_peft.budget import PROBE_BUDGET, PROBE_DIM, budget_derived_fields
 from espnet_peft.injection import InjectionSpec
-from espnet_peft.recipe import settings as fmt
+from espnet_peft.recipe import field_settings as fmt
 from espnet_peft.recipe.finetune_config import ALL_METHODS, FULL, coerce_setting, method_fields, read_adapter_conf
 from espnet_peft.tuners import METHODS, AdapterConfigError, get_layer_class
 
