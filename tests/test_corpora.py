@@ -17,9 +17,13 @@ import soundfile
 
 from helpers import corpus_fixtures as fx
 from espnet_peft.recipe.corpora import (
-    cmu_kids, common, common_voice, cslu_kids, edacc, l2_arctic, librispeech, myst,
+    audio, cmu_kids, common_voice, cslu_kids, edacc, l2_arctic, librispeech, myst,
 )
-from espnet_peft.recipe.corpora.common import CorpusError, split_speakers
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions
+from espnet_peft.recipe.corpora.records import CorpusError
+from espnet_peft.recipe.corpora.splits import split_speakers
+from espnet_peft.recipe.corpora.transcripts import finish_text, spell_numbers
+from espnet_peft.utils.number_words import cardinal
 from espnet_peft.utils.kaldi_data import check_data_dir, read_data_dir, read_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,16 +103,16 @@ def test_speaker_split_is_deterministic_disjoint_and_close_to_the_shares():
 
 
 def test_numbers_are_spelled_out_and_text_matches_the_scoring_normaliser():
-    assert common.finish_text("It's 5 o'clock on the 3rd, 1,000 times 2.5!") == \
+    assert finish_text("It's 5 o'clock on the 3rd, 1,000 times 2.5!") == \
         "it's five o'clock on the third one thousand times two point five"
-    assert common.finish_text("mp3 <noise> files, agent 007") == "mp3 files agent zero zero seven"
+    assert finish_text("mp3 <noise> files, agent 007") == "mp3 files agent zero zero seven"
     # the words inflect (ESPnet's egs2/myst) writes, checked against it over 0..2100 and random 12-digit numbers
-    assert common.cardinal(105) == "one hundred and five"
-    assert common.cardinal(1005) == "one thousand and five"
-    assert common.cardinal(1990) == "one thousand nine hundred and ninety"
-    assert common.cardinal(2_000_021) == "two million and twenty-one"
-    assert common.cardinal(40_100_000) == "forty million one hundred thousand"
-    assert [common.spell_numbers(x).strip() for x in ("21st", "12th", "100th", "33rd")] == \
+    assert cardinal(105) == "one hundred and five"
+    assert cardinal(1005) == "one thousand and five"
+    assert cardinal(1990) == "one thousand nine hundred and ninety"
+    assert cardinal(2_000_021) == "two million and twenty-one"
+    assert cardinal(40_100_000) == "forty million one hundred thousand"
+    assert [spell_numbers(x).strip() for x in ("21st", "12th", "100th", "33rd")] == \
         ["twenty-first", "twelfth", "one hundredth", "thirty-third"]
 
 
@@ -124,7 +128,7 @@ def test_myst_normalisation(raw: str, expected: str | None):
 
 def test_myst_prepare(trees, tmp_path):
     out = tmp_path / "data"
-    summary = myst.prepare(trees["myst"], out)
+    summary = myst.prepare(trees["myst"], OutputOptions(out))
     assert set(summary) == {"child_train", "child_dev", "child_test"}
     data = speaker_disjoint_sets(out, "child")
     expected = {}
@@ -153,7 +157,7 @@ def test_cslu_spontaneous_normalisation(speaker: str):
 
 def test_cslu_kids_prepare(trees, tmp_path):
     out = tmp_path / "data"
-    cslu_kids.prepare(trees["cslu_kids"], out)
+    cslu_kids.prepare(trees["cslu_kids"], OutputOptions(out))
     data = speaker_disjoint_sets(out, "child")
     texts = all_texts(data)
     assert texts["ks0010a0"] == "hello how are you"
@@ -169,7 +173,7 @@ def test_cslu_kids_prepare(trees, tmp_path):
     assert_valid(out, [f"child_{s}" for s in SPLITS])
     # the split depends on the speakers only: the same again, and scripted-only keeps the speakers where they were
     again = tmp_path / "again"
-    cslu_kids.prepare(trees["cslu_kids"], again, parts=("scripted",))
+    cslu_kids.prepare(trees["cslu_kids"], OutputOptions(again), parts=("scripted",))
     for s in SPLITS:
         assert set(read_data_dir(again / f"child_{s}").utt2spk.values()) == set(data[s].utt2spk.values())
 
@@ -179,7 +183,7 @@ def test_cslu_kids_prepare(trees, tmp_path):
 
 def test_cmu_kids_prepare_decodes_sphere(trees, tmp_path):
     out = tmp_path / "data"
-    cmu_kids.prepare(trees["cmu_kids"], out)
+    cmu_kids.prepare(trees["cmu_kids"], OutputOptions(out))
     data = speaker_disjoint_sets(out, "child")
     texts = all_texts(data)
     assert len(texts) == len(fx.CMU_SPEAKERS) * len(fx.CMU_TRN)
@@ -193,7 +197,7 @@ def test_cmu_kids_prepare_decodes_sphere(trees, tmp_path):
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
     assert_valid(out, [f"child_{s}" for s in SPLITS])
     prompts = tmp_path / "prompt"
-    cmu_kids.prepare(trees["cmu_kids"], prompts, text_source="prompt")
+    cmu_kids.prepare(trees["cmu_kids"], OutputOptions(prompts), text_source="prompt")
     texts = {utt: t for s in SPLITS for utt, t in read_data_dir(prompts / f"child_{s}").text.items()}
     assert texts["fabm2aa1"] == "the dog ran to the park" and texts["mfgh3ac1"] == "i see three birds"
 
@@ -201,10 +205,10 @@ def test_cmu_kids_prepare_decodes_sphere(trees, tmp_path):
 def test_cmu_kids_shorten_sphere_fails_with_instructions(tmp_path, monkeypatch):
     root = fx.make_cmu_kids(tmp_path / "cmu", shorten=True)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sph2pipe anywhere
-    assert common.sphere_is_shorten(root / "cmu_kids" / "kids" / "mfgh" / "signal" / "mfgh2aa2.sph")
-    assert not common.sphere_is_shorten(root / "cmu_kids" / "kids" / "mfgh" / "signal" / "mfgh2aa1.sph")
+    assert audio.sphere_is_shorten(root / "cmu_kids" / "kids" / "mfgh" / "signal" / "mfgh2aa2.sph")
+    assert not audio.sphere_is_shorten(root / "cmu_kids" / "kids" / "mfgh" / "signal" / "mfgh2aa1.sph")
     with pytest.raises(CorpusError) as error:
-        cmu_kids.prepare(root, tmp_path / "data")
+        cmu_kids.prepare(root, OutputOptions(tmp_path / "data"))
     message = str(error.value)
     for needle in ("shorten-compressed", "pcm,embedded-shorten-v2.00", "mfgh2aa2.sph", "sph2pipe", "--sph2pipe"):
         assert needle in message, message
@@ -222,7 +226,7 @@ def test_cmu_kids_shorten_sphere_goes_through_sph2pipe(tmp_path):
     fx.write(fake, '#!/bin/sh\n[ "$1 $2 $3 $4 $5" = "-f wav -p -c 1" ] || exit 2\n'
                    'exec sox -n -r 16000 -c 1 -b 16 "$7" synth 0.4 sine 500\n')
     fake.chmod(0o755)
-    cmu_kids.prepare(root, tmp_path / "data", sph2pipe=str(fake))
+    cmu_kids.prepare(root, OutputOptions(tmp_path / "data"), sph2pipe=str(fake))
     texts = {u: t for s in SPLITS for u, t in read_data_dir(tmp_path / "data" / f"child_{s}").text.items()}
     assert texts["mfgh2aa2"] == "the dog"
     assert soundfile.info(tmp_path / "data" / "local" / "cmu_kids" / "wav" / "mfgh2aa2.wav").samplerate == 16000
@@ -245,7 +249,7 @@ def test_l2_arctic_speaker_table():
 
 def test_l2_arctic_prepare(trees, tmp_path):
     out = tmp_path / "data"
-    l2_arctic.prepare(trees["l2_arctic"], out, l1s=("arabic", "hindi"))
+    l2_arctic.prepare(trees["l2_arctic"], OutputOptions(out), l1s=("arabic", "hindi"))
     data = speaker_disjoint_sets(out, "accent")
     for s in SPLITS:
         expected = {f"l2arctic_{spk}" for spk in l2_arctic.SPLIT[s] if spk in fx.L2_SPEAKERS}
@@ -263,7 +267,7 @@ def test_l2_arctic_prepare(trees, tmp_path):
             assert soundfile.info(path).samplerate == 16000  # 44.1 kHz converted
     assert_valid(out, [f"accent_{s}" for s in SPLITS])
     shared = tmp_path / "shared"
-    l2_arctic.prepare(trees["l2_arctic"], shared, l1s=("arabic", "hindi"), disjoint_prompts=False)
+    l2_arctic.prepare(trees["l2_arctic"], OutputOptions(shared), l1s=("arabic", "hindi"), disjoint_prompts=False)
     n = sum(len(read_data_dir(shared / f"accent_{s}").text) for s in SPLITS)
     assert n == len(fx.L2_SPEAKERS) * len(L2_PROMPTS) - 1  # every reading but the one without a transcript
     assert dropped(shared, "l2_arctic") == {"no_transcript": 1}
@@ -279,7 +283,7 @@ def test_edacc_normalisation():
 
 def test_edacc_prepare_builds_an_adaptation_split_from_dev(trees, tmp_path):
     out = tmp_path / "data"
-    edacc.prepare(trees["edacc"], out)
+    edacc.prepare(trees["edacc"], OutputOptions(out))
     data = speaker_disjoint_sets(out, "accent")
     conv = {s: {spk.rsplit("-", 1)[0] for spk in d.utt2spk.values()} for s, d in data.items()}
     assert conv["test"] == set(fx.EDACC_TEST)                          # the official test set, untouched
@@ -303,7 +307,7 @@ def test_edacc_prepare_builds_an_adaptation_split_from_dev(trees, tmp_path):
             assert info.samplerate == 16000 and abs(info.duration - 1.5) < 0.01, (utt, info.duration)
     assert_valid(out, [f"accent_{s}" for s in SPLITS])
     keep = tmp_path / "keep"
-    edacc.prepare(trees["edacc"], keep, keep_read=True, keep_overlap=True)
+    edacc.prepare(trees["edacc"], OutputOptions(keep), keep_read=True, keep_overlap=True)
     assert dropped(keep, "edacc") == {"no_speech": 1}
 
 
@@ -324,7 +328,7 @@ def test_common_voice_accent_matching():
 @pytest.mark.parametrize("release", ["cv_old", "cv_new"])
 def test_common_voice_prepare_official_split(trees, tmp_path, release):
     out = tmp_path / "data"
-    common_voice.prepare(trees[release], out, accents=("indian", "scottish"))
+    common_voice.prepare(trees[release], OutputOptions(out), accents=("indian", "scottish"))
     data = speaker_disjoint_sets(out, "accent")
     texts = all_texts(data)
     accents = {u: a for s in SPLITS for u, a in read_table(out / f"accent_{s}" / "utt2accent").items()}
@@ -346,9 +350,9 @@ def test_common_voice_prepare_official_split(trees, tmp_path, release):
 
 
 def test_common_voice_validated_split_and_mp3_without_sox_mp3(trees, tmp_path, monkeypatch):
-    monkeypatch.setattr(common, "sox_formats", lambda: frozenset({"wav", "flac"}))  # sox without libsox-fmt-mp3
+    monkeypatch.setattr(audio, "sox_formats", lambda: frozenset({"wav", "flac"}))  # sox without libsox-fmt-mp3
     out = tmp_path / "data"
-    common_voice.prepare(trees["cv_new"], out, accents=("indian", "scottish"), split="validated")
+    common_voice.prepare(trees["cv_new"], OutputOptions(out), accents=("indian", "scottish"), split="validated")
     data = speaker_disjoint_sets(out, "accent")
     assert sum(len(d.text) for d in data.values()) == 5
     assert_valid(out, [f"accent_{s}" for s in SPLITS])  # decoded by libsndfile, resampled by sox
@@ -361,11 +365,12 @@ def test_common_voice_accent_map_file(trees, tmp_path):
     assert accent_map == {"south_asian": ("india and south asia .*", "indian( english)?"),
                           "scots": ("scottish english",)}
     out = tmp_path / "data"
-    common_voice.prepare(trees["cv_new"], out, accents=("south_asian", "scots"), accent_map=accent_map)
+    common_voice.prepare(trees["cv_new"], OutputOptions(out), accents=("south_asian", "scots"), accent_map=accent_map)
     accents = {u: a for s in SPLITS for u, a in read_table(out / f"accent_{s}" / "utt2accent").items()}
     assert Counter(accents.values()) == {"south_asian": 3, "scots": 2}
     with pytest.raises(ValueError, match="not in the accent map"):
-        common_voice.prepare(trees["cv_new"], tmp_path / "x", accents=("martian",), accent_map=accent_map)
+        common_voice.prepare(trees["cv_new"], OutputOptions(tmp_path / "x"), accents=("martian",),
+                             accent_map=accent_map)
 
 
 # ---------------------------------------------------------------- LibriSpeech
@@ -373,7 +378,7 @@ def test_common_voice_accent_map_file(trees, tmp_path):
 
 def test_librispeech_prepare(trees, tmp_path):
     out = tmp_path / "data"
-    librispeech.prepare(trees["librispeech"], out)
+    librispeech.prepare(trees["librispeech"], OutputOptions(out))
     clean = read_data_dir(out / "librispeech_test_clean")
     assert clean.text == {"1089-134686-0000": "he hoped there would be stew for dinner",
                           "1089-134686-0001": "stuff it into you his belly counselled him",
@@ -383,7 +388,7 @@ def test_librispeech_prepare(trees, tmp_path):
         "1688-142285-0000": "there's iron they say in all our blood"}
     assert_valid(out, ["librispeech_test_clean", "librispeech_test_other"])
     with pytest.raises(CorpusError, match="no LibriSpeech parts"):
-        librispeech.prepare(tmp_path / "nowhere", out)
+        librispeech.prepare(tmp_path / "nowhere", OutputOptions(out))
 
 
 def test_undecodable_audio_is_dropped_and_convert_always_makes_wavs(tmp_path):
@@ -391,7 +396,7 @@ def test_undecodable_audio_is_dropped_and_convert_always_makes_wavs(tmp_path):
     broken = root / "LibriSpeech" / "test-clean" / "121" / "121726" / "121-121726-0000.flac"
     broken.write_bytes(b"fLaC" + b"\x00" * 50)  # a FLAC magic and nothing decodable
     out = tmp_path / "data"
-    librispeech.prepare(root, out, parts=("test-clean",), convert="always")
+    librispeech.prepare(root, OutputOptions(out, convert="always"), parts=("test-clean",))
     clean = read_data_dir(out / "librispeech_test_clean")
     assert set(clean.text) == {"1089-134686-0000", "1089-134686-0001"}
     assert all(p.startswith(str(out / "local" / "librispeech" / "wav")) for p in clean.wav_scp.values())
@@ -400,7 +405,7 @@ def test_undecodable_audio_is_dropped_and_convert_always_makes_wavs(tmp_path):
     for flac in root.glob("LibriSpeech/test-clean/*/*/*.flac"):
         flac.write_bytes(b"not audio")
     with pytest.raises(CorpusError, match="every audio conversion"):
-        librispeech.prepare(root, tmp_path / "again", parts=("test-clean",))
+        librispeech.prepare(root, OutputOptions(tmp_path / "again"), parts=("test-clean",))
 
 
 # ---------------------------------------------------------------- recipes: local/data.sh through bash

@@ -19,6 +19,8 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from espnet_peft.utils.number_words import cardinal
+
 MIN_WORDS = 4
 MAX_WORDS = 12
 
@@ -97,9 +99,7 @@ ADVERBS = _words("""
     finally rarely often always never sometimes usually seldom already again together alone early late
     outside inside upstairs downstairs abroad nearby twice
 """)
-NUMBERS_UNITS = _words("two three four five six seven eight nine")
-NUMBERS_TEENS = _words("ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen")
-NUMBERS_TENS = _words("twenty thirty forty fifty sixty seventy eighty ninety")
+NUMBER_RANGE = range(2, 100)  # the counts the grammar says ("forty two dogs"): words from number_words
 DAYS = _words("monday tuesday wednesday thursday friday saturday sunday")
 MONTHS = _words("january february march april may june july august september october november december")
 PARTS_OF_DAY = _words("morning afternoon evening night weekend week month year")
@@ -223,15 +223,10 @@ def article(word: str) -> str:
 
 
 def number_words(n: int) -> list[str]:
-    """2..99 spelled out as separate words ("forty two")."""
-    if not 2 <= n <= 99:
+    """2..99 spelled out as separate words ("forty two": the speller's spaced style, one token per word)."""
+    if n not in NUMBER_RANGE:
         raise ValueError(f"number_words covers 2..99, got {n}")
-    if n < 10:
-        return [NUMBERS_UNITS[n - 2]]
-    if n < 20:
-        return [NUMBERS_TEENS[n - 10]]
-    tens, units = divmod(n, 10)
-    return [NUMBERS_TENS[tens - 2]] + ([("one", *NUMBERS_UNITS)[units - 1]] if units else [])
+    return cardinal(n, style="spaced").split()
 
 
 # ---------------------------------------------------------------- grammar
@@ -555,7 +550,7 @@ def vocabulary() -> frozenset[str]:
     nouns = OBJECTS + FOODS + ANIMALS + PEOPLE + PLACES
     verbs = THING_VERBS + FOOD_VERBS + SOCIAL_VERBS + INTRANSITIVE_VERBS + MOTION_VERBS
     words: set[str] = set(FUNCTION_WORDS + ADJECTIVES + DEGREES + ADVERBS + CITIES + NAMES + DAYS + MONTHS + MODALS)
-    words |= {"one", *NUMBERS_UNITS, *NUMBERS_TEENS, *NUMBERS_TENS, *PARTS_OF_DAY}
+    words |= {word for n in NUMBER_RANGE for word in number_words(n)} | set(PARTS_OF_DAY)
     words |= {plural(e) for e in AGO_UNITS}
     words |= {f(e) for e in nouns for f in (base_form, plural)}
     words |= {f(e) for e in verbs for f in (base_form, third_person, past, gerund)}

@@ -1,9 +1,12 @@
 """Data preparation of the real corpora: scan a release, normalise its transcripts, split it by speaker, write Kaldi
 dirs (through ``espnet_peft.utils.kaldi_data``) that ``egs2/TEMPLATE/peft1/peft.sh`` consumes.
 
-One module per corpus, each importable (``prepare(root, out, ...)``, ``scan``, its ``normalize_*`` function) and
-runnable (``python -m espnet_peft.recipe.corpora.<module> --root ... --out data``); each module's docstring states
-the layout it expects, its normalisation rules and how it splits. Shared pieces live in ``common``.
+One module per corpus, each importable (``prepare(root, OutputOptions(out), ...)``, ``scan``, its ``normalize_*``
+function) and runnable (``python -m espnet_peft.recipe.corpora.<module> --root ... --out data``); each module's
+docstring states the layout it expects, its normalisation rules and how it splits. Shared pieces, one per module:
+``records`` (Utterance, Drops, ids), ``transcripts`` (numbers spelled out, final normalisation), ``splits``
+(speaker-disjoint splits), ``audio`` (sox / SPHERE conversion), ``kaldi_writing`` (OutputOptions, write_sets) and
+``cli`` (the shared command line).
 
 =============== ====================== ======================================================================
 module          sets                   corpus

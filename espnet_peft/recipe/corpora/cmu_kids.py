@@ -28,13 +28,15 @@ which is in neither Debian nor PyPI: every header is checked before anything is 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    DEFAULT_FRACTIONS, FS, CorpusError, Drops, Utterance, assign_by_speaker, base_parser, default_wav_dir,
-    find_sph2pipe, finish_text, parse_fractions, read_text_file, report_path, run_cli, safe_id, utt_id_for,
-    write_sets,
-)
+from espnet_peft.recipe.corpora.audio import find_sph2pipe
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance, safe_id, utt_id_for
+from espnet_peft.recipe.corpora.splits import DEFAULT_FRACTIONS, assign_by_speaker, parse_fractions
+from espnet_peft.recipe.corpora.transcripts import finish_text, read_text_file
 
 CORPUS = "cmu_kids"
 TEXT_SOURCES = ("trn", "prompt")
@@ -115,15 +117,15 @@ def scan(root: Path, text_source: str, drops: Drops) -> list[Utterance]:
     return utts
 
 
-def prepare(root: Path, out: Path, domain: str = "child", text_source: str = "trn",
-            fractions: dict[str, float] | None = None, sph2pipe: str | None = None, wav_dir: Path | None = None,
-            fs: int = FS, nj: int = 2) -> dict[str, dict]:
+def prepare(root: Path, output: OutputOptions, domain: str = "child", text_source: str = "trn",
+            fractions: dict[str, float] | None = None, sph2pipe: str | None = None) -> dict[str, dict]:
     drops = Drops()
     utts = scan(Path(root), text_source, drops)
     by_split = assign_by_speaker(utts, fractions or DEFAULT_FRACTIONS, salt=CORPUS)
     sets = {f"{domain}_{split}": group for split, group in by_split.items()}
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, "always",
-                      sph2pipe=find_sph2pipe(sph2pipe), drops=drops, report=report_path(out, CORPUS))
+    # SPHERE is never listed as it is: always decoded to wav
+    return write_sets(sets, replace(output, convert="always"), corpus=CORPUS, drops=drops,
+                      sph2pipe=find_sph2pipe(sph2pipe))
 
 
 def main() -> dict:
@@ -133,8 +135,8 @@ def main() -> dict:
     parser.add_argument("--fractions", default="train=0.8,dev=0.1,test=0.1")
     parser.add_argument("--sph2pipe", default=None, help="sph2pipe binary for shorten-compressed SPHERE")
     args = parser.parse_args()
-    return prepare(args.root, args.out, args.domain, args.text_source, parse_fractions(args.fractions),
-                   args.sph2pipe, args.wav_dir, args.fs, args.nj)
+    return prepare(args.root, output_options(args), domain=args.domain, text_source=args.text_source,
+                   fractions=parse_fractions(args.fractions), sph2pipe=args.sph2pipe)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ import csv
 import re
 import sys
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    DEFAULT_FRACTIONS, FS, CorpusError, Drops, Utterance, assign_by_speaker, base_parser, default_wav_dir,
-    finish_text, parse_fractions, report_path, run_cli, safe_id, write_sets,
-)
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance, safe_id
+from espnet_peft.recipe.corpora.splits import DEFAULT_FRACTIONS, assign_by_speaker, parse_fractions
+from espnet_peft.recipe.corpora.transcripts import finish_text
 
 CORPUS = "commonvoice"
 DEFAULT_ACCENT_MAP: dict[str, tuple[str, ...]] = {
@@ -191,10 +193,9 @@ def cap_per_speaker(utts: list[Utterance], cap: int, drops: Drops) -> list[Utter
     return kept
 
 
-def prepare(root: Path, out: Path, domain: str = "accent", accents: tuple[str, ...] = DEFAULT_ACCENTS,
+def prepare(root: Path, output: OutputOptions, domain: str = "accent", accents: tuple[str, ...] = DEFAULT_ACCENTS,
             accent_map: dict[str, tuple[str, ...]] | None = None, split: str = "official",
-            fractions: dict[str, float] | None = None, max_per_speaker: int = 0, wav_dir: Path | None = None,
-            fs: int = FS, nj: int = 2) -> dict[str, dict]:
+            fractions: dict[str, float] | None = None, max_per_speaker: int = 0) -> dict[str, dict]:
     accent_map = accent_map or DEFAULT_ACCENT_MAP
     unknown = set(accents) - set(accent_map)
     if unknown:
@@ -230,8 +231,8 @@ def prepare(root: Path, out: Path, domain: str = "accent", accents: tuple[str, .
         utts = cap_per_speaker(rows_to_utts(tables["all"], base, speakers, drops), max_per_speaker, drops)
         by_split = assign_by_speaker(utts, fractions or DEFAULT_FRACTIONS, salt=CORPUS)
     sets = {f"{domain}_{name}": group for name, group in by_split.items()}
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, "always", drops=drops,
-                      report=report_path(out, CORPUS),
+    # MP3 is never listed as it is: always decoded to wav
+    return write_sets(sets, replace(output, convert="always"), corpus=CORPUS, drops=drops,
                       extra_report={"accent_columns": sorted(columns), "accents": list(accents), "split": split})
 
 
@@ -247,9 +248,9 @@ def main() -> dict:
     parser.add_argument("--max_per_speaker", type=int, default=0, help="0: no cap")
     args = parser.parse_args()
     accent_map = read_accent_map(args.accent_map) if args.accent_map else None
-    return prepare(args.root, args.out, args.domain, tuple(a for a in args.accents.split(",") if a), accent_map,
-                   args.split, parse_fractions(args.fractions), args.max_per_speaker, args.wav_dir, args.fs,
-                   args.nj)
+    return prepare(args.root, output_options(args), domain=args.domain,
+                   accents=tuple(a for a in args.accents.split(",") if a), accent_map=accent_map, split=args.split,
+                   fractions=parse_fractions(args.fractions), max_per_speaker=args.max_per_speaker)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ characters before the last one of its name (``ks0010a0`` -> ``0a``), looked up c
 2 maybe (other junk in the file), 3 bad (the prompt is not said), 4 puff (good, with an air puff); only
 ``--keep_labels`` (default 1,4) are kept, and files without a label are kept. No official split: speakers (the
 ``<speaker>`` directory, the same child in both parts) are split deterministically (``--fractions``, default
-train=0.8,dev=0.1,test=0.1; see ``common.split_speakers``).
+train=0.8,dev=0.1,test=0.1; see ``splits.split_speakers``).
 
 Transcript normalisation: scripted -> the all.map prompt through ``finish_text``. Spontaneous
 (:func:`normalize_cslu_spontaneous`, following the clean-up in ESPnet's ``ogi_spon_all_data_prepare.sh``):
@@ -35,10 +35,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    DEFAULT_FRACTIONS, FS, CorpusError, Drops, Utterance, assign_by_speaker, base_parser, default_wav_dir,
-    finish_text, parse_fractions, read_text_file, report_path, run_cli, safe_id, utt_id_for, write_sets,
-)
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance, safe_id, utt_id_for
+from espnet_peft.recipe.corpora.splits import DEFAULT_FRACTIONS, assign_by_speaker, parse_fractions
+from espnet_peft.recipe.corpora.transcripts import finish_text, read_text_file
 
 CORPUS = "cslu_kids"
 PARTS = ("scripted", "spontaneous")
@@ -139,15 +140,14 @@ def scan(root: Path, parts: tuple[str, ...], drops: Drops,
     return utts
 
 
-def prepare(root: Path, out: Path, domain: str = "child", parts: tuple[str, ...] = PARTS,
-            fractions: dict[str, float] | None = None, keep_labels: tuple[int, ...] = DEFAULT_KEEP_LABELS,
-            wav_dir: Path | None = None, fs: int = FS, nj: int = 2, convert: str = "auto") -> dict[str, dict]:
+def prepare(root: Path, output: OutputOptions, domain: str = "child", parts: tuple[str, ...] = PARTS,
+            fractions: dict[str, float] | None = None,
+            keep_labels: tuple[int, ...] = DEFAULT_KEEP_LABELS) -> dict[str, dict]:
     drops = Drops()
     utts = scan(Path(root), parts, drops, keep_labels)
     by_split = assign_by_speaker(utts, fractions or DEFAULT_FRACTIONS, salt=CORPUS)
     sets = {f"{domain}_{split}": group for split, group in by_split.items()}
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, convert, drops=drops,
-                      report=report_path(out, CORPUS))
+    return write_sets(sets, output, corpus=CORPUS, drops=drops)
 
 
 def main() -> dict:
@@ -158,9 +158,9 @@ def main() -> dict:
                         help="share of utterances per speaker-disjoint set (default %(default)s)")
     parser.add_argument("--keep_labels", default="1,4", help="verification labels kept (default %(default)s)")
     args = parser.parse_args()
-    return prepare(args.root, args.out, args.domain, tuple(p for p in args.parts.split(",") if p),
-                   parse_fractions(args.fractions), tuple(int(x) for x in args.keep_labels.split(",") if x),
-                   args.wav_dir, args.fs, args.nj, args.convert)
+    return prepare(args.root, output_options(args), domain=args.domain,
+                   parts=tuple(p for p in args.parts.split(",") if p), fractions=parse_fractions(args.fractions),
+                   keep_labels=tuple(int(x) for x in args.keep_labels.split(",") if x))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ There is no training split: ``test`` -> ``<domain>_test`` (the official test set
 ``dev`` is divided into an adaptation ``<domain>_train`` and ``<domain>_dev`` by **conversation** (both speakers of
 a conversation share the recording and its cross-talk, so they stay together; this also makes the two sets
 speaker-disjoint). Conversations are ordered by a SHA-256 hash and filled towards ``--adapt_fractions``
-(default train=0.8,dev=0.2 of the dev utterances; see ``common.split_speakers``).
+(default train=0.8,dev=0.2 of the dev utterances; see ``splits.split_speakers``).
 
 Segment selection: segments the stm marks IGNORE_TIME_SEGMENT_IN_SCORING (the read control passage, excluded
 from the official scoring) are dropped unless ``--keep_read``; segments containing ``<overlap>`` (cross-talk: the
@@ -42,12 +42,14 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    FS, CorpusError, Drops, Utterance, base_parser, default_wav_dir, finish_text, parse_fractions, report_path,
-    run_cli, safe_id, split_speakers, utt_id_for, write_sets,
-)
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance, safe_id, utt_id_for
+from espnet_peft.recipe.corpora.splits import parse_fractions, split_speakers
+from espnet_peft.recipe.corpora.transcripts import finish_text
 
 CORPUS = "edacc"
 IGNORE = "IGNORE_TIME_SEGMENT_IN_SCORING"
@@ -174,9 +176,9 @@ def adaptation_split(dev: list[Utterance], fractions: dict[str, float]) -> dict[
     return sets
 
 
-def prepare(root: Path, out: Path, domain: str = "accent", adapt_fractions: dict[str, float] | None = None,
-            keep_read: bool = False, keep_overlap: bool = False, wav_dir: Path | None = None, fs: int = FS,
-            nj: int = 2) -> dict[str, dict]:
+def prepare(root: Path, output: OutputOptions, domain: str = "accent",
+            adapt_fractions: dict[str, float] | None = None, keep_read: bool = False,
+            keep_overlap: bool = False) -> dict[str, dict]:
     fractions = adapt_fractions or DEFAULT_ADAPT
     if set(fractions) != {"train", "dev"}:
         raise ValueError(f"adapt fractions must name train and dev, not {sorted(fractions)}")
@@ -191,8 +193,9 @@ def prepare(root: Path, out: Path, domain: str = "accent", adapt_fractions: dict
     for utts in sets.values():  # the conversation is bookkeeping, not a per-utterance table worth writing
         utts[:] = [Utterance(u.utt_id, u.speaker, u.audio, u.text, u.start, u.end,
                              {k: v for k, v in u.info.items() if k != "conversation"}) for u in utts]
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, "always", drops=drops,
-                      report=report_path(out, CORPUS), extra_report={"conversations": conversations})
+    # segments are cut out of whole conversations: always converted
+    return write_sets(sets, replace(output, convert="always"), corpus=CORPUS, drops=drops,
+                      extra_report={"conversations": conversations})
 
 
 def main() -> dict:
@@ -203,8 +206,9 @@ def main() -> dict:
     parser.add_argument("--keep_read", action="store_true", help="keep the read control passage segments")
     parser.add_argument("--keep_overlap", action="store_true", help="keep segments containing <overlap>")
     args = parser.parse_args()
-    return prepare(args.root, args.out, args.domain, parse_fractions(args.adapt_fractions), args.keep_read,
-                   args.keep_overlap, args.wav_dir, args.fs, args.nj)
+    return prepare(args.root, output_options(args), domain=args.domain,
+                   adapt_fractions=parse_fractions(args.adapt_fractions), keep_read=args.keep_read,
+                   keep_overlap=args.keep_overlap)
 
 
 if __name__ == "__main__":

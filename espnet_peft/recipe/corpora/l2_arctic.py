@@ -40,10 +40,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    FS, CorpusError, Drops, Utterance, base_parser, default_wav_dir, finish_text, read_text_file, report_path,
-    run_cli, write_sets,
-)
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance
+from espnet_peft.recipe.corpora.transcripts import finish_text, read_text_file
 
 CORPUS = "l2_arctic"
 SPEAKERS = {  # speaker -> (L1, gender)
@@ -126,14 +126,12 @@ def split(utts: list[Utterance], disjoint_prompts: bool, drops: Drops) -> dict[s
     return sets
 
 
-def prepare(root: Path, out: Path, domain: str = "accent", l1s: tuple[str, ...] = L1S,
-            disjoint_prompts: bool = True, wav_dir: Path | None = None, fs: int = FS, nj: int = 2,
-            convert: str = "auto") -> dict[str, dict]:
+def prepare(root: Path, output: OutputOptions, domain: str = "accent", l1s: tuple[str, ...] = L1S,
+            disjoint_prompts: bool = True) -> dict[str, dict]:
     drops = Drops()
     sets = {f"{domain}_{name}": group for name, group in split(scan(Path(root), l1s, drops), disjoint_prompts,
                                                                drops).items()}
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, convert, drops=drops,
-                      report=report_path(out, CORPUS),
+    return write_sets(sets, output, corpus=CORPUS, drops=drops,
                       extra_report={"split": {k: list(v) for k, v in SPLIT.items()},
                                     "disjoint_prompts": disjoint_prompts})
 
@@ -148,8 +146,8 @@ def main() -> dict:
     group.add_argument("--shared_prompts", dest="disjoint_prompts", action="store_false",
                        help="keep every reading: sets share sentences")
     args = parser.parse_args()
-    return prepare(args.root, args.out, args.domain, tuple(x for x in args.l1s.split(",") if x),
-                   args.disjoint_prompts, args.wav_dir, args.fs, args.nj, args.convert)
+    return prepare(args.root, output_options(args), domain=args.domain,
+                   l1s=tuple(x for x in args.l1s.split(",") if x), disjoint_prompts=args.disjoint_prompts)
 
 
 if __name__ == "__main__":

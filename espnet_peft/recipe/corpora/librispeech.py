@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    FS, CorpusError, Drops, Utterance, base_parser, default_wav_dir, finish_text, report_path, run_cli, write_sets,
-)
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance
+from espnet_peft.recipe.corpora.transcripts import finish_text
 
 CORPUS = "librispeech"
 DEFAULT_PARTS = ("test-clean", "test-other")
@@ -59,8 +60,7 @@ def scan_part(part_dir: Path, drops: Drops) -> list[Utterance]:
     return utts
 
 
-def prepare(root: Path, out: Path, parts: tuple[str, ...] = DEFAULT_PARTS, wav_dir: Path | None = None,
-            fs: int = FS, nj: int = 2, convert: str = "auto") -> dict[str, dict]:
+def prepare(root: Path, output: OutputOptions, parts: tuple[str, ...] = DEFAULT_PARTS) -> dict[str, dict]:
     base = find_root(Path(root))
     drops = Drops()
     sets = {}
@@ -68,8 +68,7 @@ def prepare(root: Path, out: Path, parts: tuple[str, ...] = DEFAULT_PARTS, wav_d
         if not (base / part).is_dir():
             raise CorpusError(f"{base / part}: missing LibriSpeech part {part!r}")
         sets[set_name(part)] = scan_part(base / part, drops)
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, convert, drops=drops,
-                      report=report_path(out, CORPUS))
+    return write_sets(sets, output, corpus=CORPUS, drops=drops)
 
 
 def main() -> dict:
@@ -77,7 +76,7 @@ def main() -> dict:
     parser.add_argument("--parts", default=",".join(DEFAULT_PARTS), help="comma-separated (default %(default)s)")
     args = parser.parse_args()
     parts = tuple(p for p in args.parts.split(",") if p)
-    return prepare(args.root, args.out, parts, args.wav_dir, args.fs, args.nj, args.convert)
+    return prepare(args.root, output_options(args), parts=parts)
 
 
 if __name__ == "__main__":

@@ -39,10 +39,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from espnet_peft.recipe.corpora.common import (
-    FS, CorpusError, Drops, Utterance, base_parser, default_wav_dir, finish_text, read_text_file, report_path,
-    run_cli, safe_id, utt_id_for, write_sets,
-)
+from espnet_peft.recipe.corpora.cli import base_parser, output_options, run_cli
+from espnet_peft.recipe.corpora.kaldi_writing import OutputOptions, write_sets
+from espnet_peft.recipe.corpora.records import CorpusError, Drops, Utterance, safe_id, utt_id_for
+from espnet_peft.recipe.corpora.transcripts import finish_text, read_text_file
 
 CORPUS = "myst"
 PARTITIONS = {"train": "train", "development": "dev", "test": "test"}
@@ -128,13 +128,11 @@ def enforce_disjoint(found: dict[str, list[Utterance]], drops: Drops) -> dict[st
     return out
 
 
-def prepare(root: Path, out: Path, domain: str = "child", wav_dir: Path | None = None, fs: int = FS,
-            nj: int = 2, convert: str = "auto", min_words: int = 1) -> dict[str, dict]:
+def prepare(root: Path, output: OutputOptions, domain: str = "child", min_words: int = 1) -> dict[str, dict]:
     drops = Drops()
     found = enforce_disjoint(scan(Path(root), drops, min_words), drops)
     sets = {f"{domain}_{PARTITIONS[p]}": found.get(p, []) for p in PARTITIONS}
-    return write_sets(sets, out, default_wav_dir(out, CORPUS, wav_dir), fs, nj, convert, drops=drops,
-                      report=report_path(out, CORPUS))
+    return write_sets(sets, output, corpus=CORPUS, drops=drops)
 
 
 def main() -> dict:
@@ -142,7 +140,7 @@ def main() -> dict:
     parser.add_argument("--domain", default="child", help="sets are DOMAIN_{train,dev,test} (default child)")
     parser.add_argument("--min_words", type=int, default=1, help="drop shorter transcripts (default 1)")
     args = parser.parse_args()
-    return prepare(args.root, args.out, args.domain, args.wav_dir, args.fs, args.nj, args.convert, args.min_words)
+    return prepare(args.root, output_options(args), domain=args.domain, min_words=args.min_words)
 
 
 if __name__ == "__main__":
