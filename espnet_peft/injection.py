@@ -3,7 +3,7 @@
 The ``adapter_conf`` a user writes in YAML is the injection spec::
 
     adapter_conf:
-      method: ssvd_o                  # a name in the tuner registry, espnet_peft.tuners.METHODS
+      method: ssvd_o                  # a name in the tuner registry, espnet_peft.tuners.registered_methods()
       target_modules: [linear_q, linear_v]   # list: exact name or name suffix; string: regex (fullmatch);
                                              # "all-linear": every nn.Linear except output heads
       exclude_modules: [decoder]      # same matching rules; wins over target_modules
@@ -29,7 +29,7 @@ from espnet_peft.budget import budget_derived_fields, plan_budget
 from espnet_peft.dynamics_probe_config import DynamicsProbeConfig
 from espnet_peft.trainable_extras import EXTRAS_ATTRIBUTE, check_extras_options, extra_parameter_names
 from espnet_peft.targets import OUTPUT_HEADS, TargetSpec, find_targets, is_output_head, name_matches  # noqa: F401 (re-exported)
-from espnet_peft.tuners import METHODS, AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class
+from espnet_peft.tuners import AdapterConfig, AdapterConfigError, AdapterLayer, get_layer_class, registered_methods
 
 #: attribute under which the injection spec is kept on the model (read by merge / export)
 SPEC_ATTRIBUTE = "espnet_peft_spec"
@@ -52,7 +52,7 @@ class InjectionSpec:
     def from_conf(cls, conf: Mapping[str, Any]) -> "InjectionSpec":
         conf = dict(conf)
         if "method" not in conf:
-            raise AdapterConfigError(f"adapter_conf needs 'method' (one of {', '.join(METHODS)})")
+            raise AdapterConfigError(f"adapter_conf needs 'method' (one of {', '.join(registered_methods())})")
         own = {f.name for f in dataclasses.fields(cls)} - {"method_fields"}
         spec = cls(**{k: conf.pop(k) for k in list(conf) if k in own}, method_fields=conf)
         if spec.total_budget is None:  # validate early; with a total budget the plan supplies rank / k per layer

@@ -23,3 +23,18 @@ def test_each_stage_lasts_until_the_next_and_the_last_until_the_end() -> None:
 def test_a_log_without_recipe_lines_is_an_error() -> None:
     with pytest.raises(ValueError, match="no timestamped peft.sh lines"):
         stage_times(["hello"])
+
+
+def test_the_json_record_renders_the_same_table_as_the_log(tmp_path, capsys) -> None:
+    import json
+
+    from espnet_peft.bin.stage_times import main, stage_table
+
+    log = tmp_path / "demo.log"
+    log.write_text(LOG)
+    main([str(log), "--json", str(tmp_path / "times.json")])
+    printed = capsys.readouterr().out.strip()
+    times = json.loads((tmp_path / "times.json").read_text())
+    assert stage_table(times) == printed
+    assert [row["seconds"] for row in times["stages"]] == [210.0, 5.0, 990.0] and times["total_seconds"] == 1205.0
+    assert printed.splitlines()[2] == "| 1 | data preparation | 3 min 30 s |"

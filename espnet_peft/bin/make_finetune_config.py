@@ -15,7 +15,7 @@ import yaml
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.injection import check_injection
 from espnet_peft.model_inventory import linear_inventory, skeleton
-from espnet_peft.recipe.finetune_config import ALL_METHODS, finetune_config
+from espnet_peft.recipe.finetune_config import all_methods, finetune_config
 from espnet_peft.recipe.field_settings import SettingError, parse_setting
 from espnet_peft.tuners import AdapterConfigError
 
@@ -24,7 +24,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="the source model's config.yaml")
     parser.add_argument("--overrides", type=Path, required=True, help="fine-tuning settings (optim, epochs, batch)")
-    parser.add_argument("--method", required=True, choices=ALL_METHODS)
+    parser.add_argument("--method", required=True, choices=all_methods())
     parser.add_argument("--peft_conf_dir", type=Path, default=Path("conf/peft"))
     parser.add_argument("--budget", type=int, help="total trainable parameters (adapters only)")
     parser.add_argument("--seed", type=int, help="training seed (default: the overrides' or ESPnet's)")

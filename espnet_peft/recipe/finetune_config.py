@@ -17,13 +17,16 @@ from typing import Any, Dict, Mapping, Optional
 from espnet_peft.budget import budget_derived_fields
 from espnet_peft.injection import InjectionSpec
 from espnet_peft.layers.create_adapter import ADAPTER_NAME
-from espnet_peft.tuners import METHODS, get_layer_class
+from espnet_peft.tuners import get_layer_class, registered_methods
 from espnet_peft.utils.structured_files import read_yaml
 
 #: the method name of full fine-tuning, the reference every adapter is compared with
 FULL = "full"
-#: every method a recipe can run: the registered adapters, then full fine-tuning
-ALL_METHODS = (*METHODS, FULL)
+
+
+def all_methods() -> tuple[str, ...]:
+    """Every method a recipe can run: the registered adapters, then full fine-tuning."""
+    return (*registered_methods(), FULL)
 
 #: keys of an ESPnet config.yaml that describe one run, not the model
 RUN_KEYS = (

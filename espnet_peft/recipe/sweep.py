@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from espnet_peft.budget import PROBE_BUDGET, PROBE_DIM, budget_derived_fields
 from espnet_peft.injection import InjectionSpec
 from espnet_peft.recipe import field_settings as fmt
-from espnet_peft.recipe.finetune_config import ALL_METHODS, FULL, coerce_setting, method_fields, read_adapter_conf
-from espnet_peft.tuners import METHODS, AdapterConfigError, get_layer_class
+from espnet_peft.recipe.finetune_config import FULL, all_methods, coerce_setting, method_fields, read_adapter_conf
+from espnet_peft.tuners import AdapterConfigError, get_layer_class, registered_methods
 
 #: adapter_conf keys that are not fields of the method's config
 INJECTION_KEYS = frozenset(f.name for f in dataclasses.fields(InjectionSpec)) - {"method_fields"}
@@ -102,8 +102,8 @@ def check_sweep(sweep: Sweep, peft_conf_dir: Path, budget: Optional[int] = None)
     where = f"sweep {sweep.method}:{sweep.field}"
     if sweep.method == FULL:
         raise SweepError(f"{where}: full fine-tuning has no adapter fields to sweep")
-    if sweep.method not in METHODS:
-        raise SweepError(f"{where}: unknown method {sweep.method!r}; adapters are {list(METHODS)}")
+    if sweep.method not in registered_methods():
+        raise SweepError(f"{where}: unknown method {sweep.method!r}; adapters are {list(registered_methods())}")
     fields = method_fields(sweep.method)
     if sweep.field not in fields:
         raise SweepError(f"{where}: {sweep.method} has no field {sweep.field!r}; its fields are {sorted(fields)}")
@@ -141,10 +141,10 @@ def check_sweep(sweep: Sweep, peft_conf_dir: Path, budget: Optional[int] = None)
 
 def parse_methods(text: str) -> List[str]:
     """Method names separated by spaces; empty means every registered adapter, then full fine-tuning."""
-    methods = text.split() or list(ALL_METHODS)
-    unknown = [m for m in methods if m not in ALL_METHODS]
+    methods = text.split() or list(all_methods())
+    unknown = [m for m in methods if m not in all_methods()]
     if unknown:
-        raise SweepError(f"unknown method(s) {unknown}; choose from {list(ALL_METHODS)}")
+        raise SweepError(f"unknown method(s) {unknown}; choose from {list(all_methods())}")
     if len(set(methods)) != len(methods):
         raise SweepError(f"a method is listed twice in {methods}")
     return methods
