@@ -51,26 +51,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import gc
 import json
-import os
-import platform
-import re
-import resource
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from harness.environment import torch_machine
+from harness.load import ForeignLoad
+from harness.memory import PeakMemory
+from harness.output import utc_timestamp, write_record
+from harness.paths import RESULTS_DIR
+from harness.subprocess_runs import run_worker, write_result
+from harness.timing import isolated_runs, paired_rounds, ratio, step_statistics, time_steps
+
 #: the attention q/k/v/out and (macaron and second) feed-forward linears of every E-Branchformer block
 TARGET_MODULES = ["linear_q", "linear_k", "linear_v", "linear_out", "w_1", "w_2"]
 OUR_METHODS = ("lora", "dora", "pissa", "ssvd", "ssvd_o")
@@ -318,11 +318,6 @@ def prepare(name: str, settings: Settings) -> Prepared:
 # ------------------------------------------------------------------------------------------------ measurement
 
 
-def synchronise(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def make_step(prepared: Prepared, features: torch.Tensor, lengths: torch.Tensor,
               settings: Settings) -> Callable[[], None]:
     model = prepared.model
@@ -346,64 +341,6 @@ def make_step(prepared: Prepared, features: torch.Tensor, lengths: torch.Tensor,
             model(features, lengths)
 
     return train_step if prepared.train else inference_step
-
-
-def _proc_status_kib(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"{field} missing from /proc/self/status")
-    return int(match.group(1))
-
-
-class PeakMemory:
-    """Peak memory the measured steps add on top of the built model and inputs (see the module docstring)."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.baseline = 0
-        self.method = ""
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            self.baseline = torch.cuda.memory_allocated()
-            self.method = "torch.cuda.max_memory_allocated() - memory_allocated() before the first step"
-            return
-        self.baseline = _proc_status_kib("VmRSS") * 1024
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
-            self.method = "peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the first step"
-        except OSError:
-            self.method = "ru_maxrss (process-lifetime peak, not reset) - RSS before the first step"
-
-    def stop(self) -> Dict[str, float]:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-        elif self.method.startswith("peak RSS"):
-            peak = _proc_status_kib("VmHWM") * 1024
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        mib = 1024.0 * 1024.0
-        return {"peak_mib": (peak - self.baseline) / mib, "baseline_mib": self.baseline / mib,
-                "peak_absolute_mib": peak / mib, "method": self.method}
-
-
-def time_steps(step: Callable[[], None], settings: Settings, label: str, show: bool) -> List[float]:
-    """Seconds per step for ``--steps`` steps after ``--warmup`` untimed ones."""
-    times = []
-    total = settings.warmup + settings.steps
-    for index in tqdm(range(total), desc=label, leave=False, disable=not show):
-        synchronise(settings.device)
-        start = time.perf_counter()
-        step()
-        synchronise(settings.device)
-        if index >= settings.warmup:
-            times.append(time.perf_counter() - start)
-    return times
 
 
 def compute_path_decisions() -> Dict[str, str]:
@@ -440,7 +377,7 @@ def run_config(name: str, settings: Settings, show_steps: bool = False) -> Dict[
     step = make_step(prepared, features, lengths, settings)
     memory = PeakMemory(settings.device)
     memory.start()
-    times = time_steps(step, settings, name, show_steps)
+    times = time_steps(step, settings.warmup, settings.steps, settings.device, name, show_steps)
     peak = memory.stop()
     check_gradients(prepared, name)
     decisions = compute_path_decisions()
@@ -463,107 +400,20 @@ def run_config(name: str, settings: Settings, show_steps: bool = False) -> Dict[
 
 
 def run_in_subprocess(name: str, settings: Settings) -> Dict[str, Any]:
-    with tempfile.TemporaryDirectory() as scratch:
-        result_file = Path(scratch) / "result.json"
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--result-file", str(result_file),
-                   "--settings", json.dumps(dataclasses.asdict(settings))]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"configuration {name} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
-        return json.loads(result_file.read_text())
-
-
-class ForeignLoad:
-    """CPU time that processes other than this benchmark used while it ran, in cores (0 = a quiet machine).
-
-    Busy time of the whole machine from ``/proc/stat`` minus this process's and its children's CPU time. Other jobs on
-    a 2-core machine slow a 2-thread benchmark far more than their share (threads wait on each other), so every
-    measurement reports it.
-    """
-
-    def __init__(self, threshold: float = 0.2, wait_quiet_s: float = 0.0, retries: int = 0) -> None:
-        self.available = Path("/proc/stat").exists()
-        self.ticks = os.sysconf("SC_CLK_TCK") if self.available else 100
-        self.threshold = threshold
-        self.wait_quiet_s = wait_quiet_s
-        self.retries = retries
-        self.last: Optional[float] = None  # load during the latest measurement; None before the first
-
-    def _busy_seconds(self) -> float:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return (sum(fields[:8]) - idle) / self.ticks
-
-    @staticmethod
-    def _own_seconds() -> float:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-    @contextlib.contextmanager
-    def measure(self, into: Dict[str, Any]) -> Iterator[None]:
-        if not self.available:
-            yield
-            return
-        busy, own, start = self._busy_seconds(), self._own_seconds(), time.perf_counter()
-        yield
-        wall = time.perf_counter() - start
-        foreign = (self._busy_seconds() - busy) - (self._own_seconds() - own)
-        into["foreign_cpu_cores"] = self.last = round(max(foreign, 0.0) / wall, 3)
-
-    def wait_until_quiet(self, sample_s: float = 2.0) -> None:
-        """Wait (at most ``wait_quiet_s``) until other processes use less than ``threshold`` cores.
-
-        Returns at once when the latest measurement was quiet, so a quiet machine costs no waiting.
-        """
-        if self.last is not None and self.last < self.threshold:
-            return
-        deadline = time.monotonic() + self.wait_quiet_s
-        while self.available and self.wait_quiet_s > 0:
-            sample: Dict[str, Any] = {}
-            with self.measure(sample):
-                time.sleep(sample_s)
-            if sample["foreign_cpu_cores"] < self.threshold or time.monotonic() >= deadline:
-                return
-
-    def run_clean(self, work: Callable[[], Dict[str, Any]], label: str) -> Dict[str, Any]:
-        """``work()`` repeated (up to ``retries`` times) while others used too much CPU; the least loaded result wins.
-
-        The result gets ``foreign_cpu_cores`` and ``attempts``.
-        """
-        attempts: List[Dict[str, Any]] = []
-        for _ in range(self.retries + 1):
-            self.wait_until_quiet()
-            load: Dict[str, Any] = {}
-            with self.measure(load):
-                result = work()
-            attempts.append({**result, **load})
-            if load.get("foreign_cpu_cores", 0.0) <= self.threshold:
-                break
-            tqdm.write(f"warning: other processes used {load['foreign_cpu_cores']:.2f} CPU cores during {label}; "
-                       + ("repeating it" if len(attempts) <= self.retries else "keeping the least loaded attempt"))
-        best = min(attempts, key=lambda a: a.get("foreign_cpu_cores", 0.0))
-        best["attempts"] = len(attempts)
-        return best
+    """``run_config`` in a fresh interpreter (this script's ``--worker``): its own model, allocator and peak RSS."""
+    return run_worker(Path(__file__), ["--worker", name, "--settings", json.dumps(dataclasses.asdict(settings))],
+                      f"configuration {name}")
 
 
 def isolated_pass(configs: Sequence[str], settings: Settings, rounds: int, isolate: bool, load: ForeignLoad,
                   desc: str) -> Dict[str, List[Dict[str, Any]]]:
     """Every configuration on a fresh model, each in a fresh subprocess unless ``isolate`` is False; ``rounds`` times,
     interleaved (round-robin). Gives peak memory, trainable counts and (with enough steps) step times."""
-    runs: Dict[str, List[Dict[str, Any]]] = {name: [] for name in configs}
-    progress = tqdm(total=rounds * len(configs), desc=desc, unit="config")
-    for round_index in range(rounds):
-        for name in configs:
-            progress.set_postfix_str(f"round {round_index + 1}/{rounds}: {name}")
 
-            def work(name: str = name) -> Dict[str, Any]:
-                return run_in_subprocess(name, settings) if isolate else run_config(name, settings, show_steps=True)
+    def run_one(name: str) -> Dict[str, Any]:
+        return run_in_subprocess(name, settings) if isolate else run_config(name, settings, show_steps=True)
 
-            runs[name].append(load.run_clean(work, name))
-            progress.update()
-    progress.close()
-    return runs
+    return isolated_runs(configs, rounds, run_one, load, desc)
 
 
 def paired_pass(configs: Sequence[str], settings: Settings, load: ForeignLoad) -> Dict[str, Any]:
@@ -585,35 +435,11 @@ def paired_pass(configs: Sequence[str], settings: Settings, load: ForeignLoad) -
         steps[name] = make_step(prepared[name], features, lengths, settings)
         for _ in range(settings.warmup):
             steps[name]()
-    times: Dict[str, List[float]] = {name: [] for name in configs}
-    loads, attempts = [], []
-    for round_index in tqdm(range(settings.steps), desc="paired: timed rounds", unit="round"):
-        order = list(configs[round_index % len(configs):]) + list(configs[:round_index % len(configs)])
-
-        def one_round(order: List[str] = order) -> Dict[str, Any]:
-            measured = {}
-            for name in order:
-                synchronise(settings.device)
-                start = time.perf_counter()
-                steps[name]()
-                synchronise(settings.device)
-                measured[name] = time.perf_counter() - start
-            return measured
-
-        kept = load.run_clean(one_round, f"paired round {round_index + 1}")
-        loads.append(kept.pop("foreign_cpu_cores", None))
-        attempts.append(kept.pop("attempts"))
-        for name in configs:
-            times[name].append(kept[name])
+    timed = paired_rounds(steps, settings.steps, settings.device, load)
     for name in configs:
         check_gradients(prepared[name], name)
-    return {"times": times, "foreign_cpu_cores_per_round": loads, "attempts_per_round": attempts,
-            "compute_path_decisions": compute_path_decisions()}
-
-
-def _stats(times: Sequence[float]) -> Dict[str, float]:
-    return {"median_s": float(np.median(times)), "p25_s": float(np.percentile(times, 25)),
-            "p75_s": float(np.percentile(times, 75)), "n_steps": len(times)}
+    return {"times": timed.times, "foreign_cpu_cores_per_round": timed.foreign_cpu_cores_per_round,
+            "attempts_per_round": timed.attempts_per_round, "compute_path_decisions": compute_path_decisions()}
 
 
 def summarise(runs: Mapping[str, List[Dict[str, Any]]], paired: Optional[Mapping[str, Any]] = None
@@ -626,13 +452,13 @@ def summarise(runs: Mapping[str, List[Dict[str, Any]]], paired: Optional[Mapping
                  if k not in ("step_times_s", "memory", "foreign_cpu_cores", "attempts")}
         row: Dict[str, Any] = dict(first)
         if paired is not None:
-            row.update(_stats(paired["times"][name]))
+            row.update(step_statistics(paired["times"][name]))
             row["timing"] = "paired"
             row["step_times_s"] = paired["times"][name]
             row["foreign_cpu_cores_max"] = _max_or_none(paired["foreign_cpu_cores_per_round"])
             row["isolated_check_median_s"] = float(np.median(isolated_times))
         else:
-            row.update(_stats(isolated_times))
+            row.update(step_statistics(isolated_times))
             row["timing"] = "isolated"
             row["step_times_s"] = isolated_times
             row["round_medians_s"] = [float(np.median(result["step_times_s"])) for result in results]
@@ -649,16 +475,6 @@ def summarise(runs: Mapping[str, List[Dict[str, Any]]], paired: Optional[Mapping
     return summary
 
 
-def ratio(summary: Mapping[str, Mapping[str, Any]], numerator: str, denominator: str) -> Optional[float]:
-    """Median of per-round ratios for paired timings (same round, same conditions), else the ratio of medians."""
-    if numerator not in summary or denominator not in summary:
-        return None
-    top, bottom = summary[numerator], summary[denominator]
-    if top["timing"] == bottom["timing"] == "paired":
-        return float(np.median(np.asarray(top["step_times_s"]) / np.asarray(bottom["step_times_s"])))
-    return top["median_s"] / bottom["median_s"]
-
-
 def ratios(summary: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     trained = [n for n in summary if summary[n]["mode"] == "train"]
     dora_for_peft = "dora_same_rank" if "dora_same_rank" in summary else "dora"
@@ -672,36 +488,6 @@ def ratios(summary: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
         "ours_over_peft_uses": {"lora": "lora / peft_lora", "dora": f"{dora_for_peft} / peft_dora"},
         "merged_inference_over_base_inference": ratio(summary, "merged_lora_inference", "inference"),
     }
-
-
-def environment(settings: Settings) -> Dict[str, Any]:
-    def version(module: str) -> Optional[str]:
-        try:
-            return __import__(module).__version__
-        except Exception:  # noqa: BLE001 - a missing optional package is just reported as None
-            return None
-
-    cpu_model = platform.processor()
-    with contextlib.suppress(OSError):
-        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-        cpu_model = names[0] if names else cpu_model
-    env: Dict[str, Any] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "espnet": version("espnet"),
-        "peft": version("peft"),
-        "platform": platform.platform(),
-        "device": settings.device,
-        "dtype": settings.dtype,
-        "torch_threads": settings.threads,
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-    }
-    if settings.device.startswith("cuda"):
-        env["gpu"] = torch.cuda.get_device_name()
-        env["cuda"] = torch.version.cuda
-    return env
 
 
 def describe_model(settings: Settings) -> Dict[str, Any]:
@@ -843,8 +629,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def worker_main(args: argparse.Namespace) -> None:
     settings = Settings(**json.loads(args.settings))
-    result = run_config(args.worker, settings)
-    args.result_file.write_text(json.dumps(result))
+    write_result(args.result_file, run_config(args.worker, settings))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -876,10 +661,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     isolation = "in-process, one after another" if args.in_process else "one fresh subprocess per configuration"
     report = {
         "benchmark": "adapter_step",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_timestamp(),
         "command": [Path(sys.executable).name, *sys.argv],
         "wall_seconds": round(time.time() - started, 1),
-        "environment": environment(settings),
+        "environment": torch_machine(settings.device, settings.dtype, settings.threads),
         "settings": dataclasses.asdict(settings),
         "inputs": {"batch": settings.batch, "seconds": settings.seconds, "frames": settings.frames,
                    "feature_dim": FEATURE_DIM, "frames_per_second": FRAMES_PER_SECOND,
@@ -914,8 +699,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     }
     if paired:
         report["paired_compute_path_decisions"] = paired["compute_path_decisions"]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    write_record(output, report)
     print(format_table(summary, all_ratios, isolated=not args.in_process))
     print(f"\nwrote {output}")
 

@@ -15,8 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -27,6 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adapter_step  # noqa: E402  (the timed benchmark's model, inputs and configurations)
+from harness.output import utc_timestamp, write_record  # noqa: E402
 
 CONFIGS = ("frozen_floor", "full_finetune", "lora", "dora", "pissa", "ssvd", "ssvd_o", "ssvd_matched_compute",
            "ssvd_o_matched_compute")
@@ -41,7 +40,7 @@ def count(name: str, settings: adapter_step.Settings, path: Optional[str]) -> in
         if path is not None:
             layer.config = layer.config.replace(compute_path=path)
     features, lengths = adapter_step.make_inputs(settings)
-    step = adapter_step.make_step(prepared, features, lengths)
+    step = adapter_step.make_step(prepared, features, lengths, settings)
     step()  # lazy initialisation outside the count
     with FlopCounterMode(display=False) as counter:
         step()
@@ -62,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     floor = flops["frozen_floor"]
     report = {
         "benchmark": "adapter_step_flops",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_timestamp(),
         "command": ["python", "benchmarks/adapter_step_flops.py", *(argv if argv is not None else sys.argv[1:])],
         "settings": {"batch": settings.batch, "seconds": settings.seconds, "blocks": settings.blocks,
                      "lora_rank": settings.lora_rank, "outer_share": settings.outer_share},
@@ -73,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for name, value in flops.items():
         print(f"{name:34s} {value / 1e9:8.2f} GFLOP  {value / floor:6.3f} x floor")
     if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        write_record(args.output, report)
         print(f"wrote {args.output}")
 
 

@@ -39,9 +39,12 @@ import soundfile
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.output import write_record
+from harness.paths import REPO, RESULTS_DIR
+from harness.subprocess_runs import checkout_environment
+
 RECIPE = REPO / "egs2" / "synthetic" / "peft1"
-RESULTS = Path(__file__).resolve().parent / "results" / "analysis_runtime_cpu.json"
+RESULTS = RESULTS_DIR / "analysis_runtime_cpu.json"
 STAGE13 = "cka,lens,contribution,branches,energy,decoder_drift,decoder_contribution,decoder_branches"
 FS = 16000
 TARGET_S = 300.0
@@ -150,10 +153,9 @@ def _run(cwd: Path, a: Path, b: Path, data: Path, analyses: str, out: Path, max_
            "--model_a_file", str(a / a_file), "--model_b_config", str(b / "config.yaml"), "--model_b_file",
            str(b / b_file), "--data", str(data), "--max_utts", str(max_utts), "--analyses", analyses,
            "--out", str(out), "--no_progress"]
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=checkout_environment(), capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"analyze failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
@@ -202,8 +204,7 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
                  platform.python_version(), "torch": torch.__version__, "processor": platform.processor()},
         "runs": runs,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_record(args.output, report)
     for run in runs:
         print(f"{run['analyses']}: {run['wall_s']:.1f} s ({'within' if run['within_target'] else 'OVER'} target)")
     print(f"wrote {args.output}")

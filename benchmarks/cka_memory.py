@@ -30,12 +30,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
@@ -43,7 +39,11 @@ from typing import Dict, Iterator, List, Tuple
 import torch
 from tqdm import tqdm
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+from harness.memory import lifetime_peak_rss_bytes, rss_bytes
+from harness.output import write_record
+from harness.paths import RESULTS_DIR
+from harness.subprocess_runs import run_worker, write_result
+
 STREAMED = ("streaming", "minibatch_linear", "minibatch_rbf")
 FULL_GRAM = ("full_gram_linear", "full_gram_rbf")
 #: the RAM target of the streamed methods at full size
@@ -65,14 +65,6 @@ def chunks(frames: int, dims: int, chunk: int, seed: int) -> Iterator[Tuple[torc
         x = torch.randn(rows, dims, generator=g) * spectrum
         y = x @ mixing + 0.3 * torch.randn(rows, dims, generator=g)
         yield x, y
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -129,7 +121,7 @@ def run_method(method: str, frames: int, dims: int, chunk: int, minibatch: int, 
         cka_s += time.perf_counter() - t
     else:
         raise ValueError(f"unknown method {method!r}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    peak = lifetime_peak_rss_bytes()
     return {
         "method": method,
         "frames": frames,
@@ -152,16 +144,11 @@ def run_method(method: str, frames: int, dims: int, chunk: int, minibatch: int, 
 
 
 def run_in_subprocess(method: str, frames: int, args: argparse.Namespace) -> Dict:
-    cmd = [
-        sys.executable, __file__, "--worker", method, "--frames", str(frames), "--dims", str(args.dims),
-        "--chunk", str(args.chunk), "--minibatch", str(args.minibatch), "--seed", str(args.seed),
-        "--threads", str(args.threads),
+    worker = [
+        "--worker", method, "--frames", str(frames), "--dims", str(args.dims), "--chunk", str(args.chunk),
+        "--minibatch", str(args.minibatch), "--seed", str(args.seed), "--threads", str(args.threads),
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {method} at {frames} frames failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_worker(Path(__file__), worker, f"worker {method} at {frames} frames", show_stderr=True)
 
 
 def gib(b: float) -> str:
@@ -234,10 +221,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: 10k / 1k frames x 128 dims")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "cka_memory.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         result = run_method(args.worker, args.frames, args.dims, args.chunk, args.minibatch, args.seed, args.threads)
-        print(json.dumps(result))
+        write_result(args.result_file, result)
         return
     if args.quick:
         args.frames, args.small_frames, args.dims, args.chunk, args.minibatch = 10_000, 1024, 128, 2048, 256
@@ -249,12 +237,11 @@ def main() -> None:
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
-        "config": {k: v for k, v in vars(args).items() if k not in ("worker", "output")},
+        "config": {k: v for k, v in vars(args).items() if k not in ("worker", "result_file", "output")},
         "results": results,
         **summary,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_record(args.output, report)
     print(f"wrote {args.output}")
 
 

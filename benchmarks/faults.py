@@ -13,27 +13,28 @@ tensor. Exits non-zero when any of them fails.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from espnet_peft.utils.environment import head_commit
+from harness.output import utc_timestamp, write_record
+from harness.paths import REPO, RESULTS_DIR
+from harness.subprocess_runs import checkout_environment
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "faults.json")
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "faults.json")
     args = parser.parse_args()
-    env = {**os.environ, "FAULTS_JSON": str(args.output.resolve()), "PYTHONPATH": str(REPO)}
+    env = {**checkout_environment(), "FAULTS_JSON": str(args.output.resolve())}
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "fault_case", "tests"], cwd=REPO, env=env)
     tally = json.loads(args.output.read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    tally = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "command": "python benchmarks/faults.py", "git_commit": commit.stdout.strip(), **tally}
-    args.output.write_text(json.dumps(tally, indent=2) + "\n")
+    # the unmarked hash: the suite has just rewritten this tracked file, so git_commit would always say "uncommitted"
+    tally = {"created": utc_timestamp(), "command": "python benchmarks/faults.py",
+             "git_commit": head_commit(REPO) or "", **tally}
+    write_record(args.output, tally)
     print(json.dumps({k: v for k, v in tally.items() if not isinstance(v, list)}, indent=2))
     print(f"wrote {args.output}")
     return result.returncode

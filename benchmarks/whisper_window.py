@@ -19,7 +19,6 @@ recipe's generator:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -29,6 +28,8 @@ from tempfile import TemporaryDirectory
 from typing import Dict, List, Optional
 
 import torch
+
+from harness.output import write_record
 
 CAP = 40
 
@@ -121,8 +122,7 @@ def main() -> None:
             print(name, results[name], flush=True)
     record = {"utterances": len(texts), "voice": "en_US-joe-medium (noiseless)", "model": "Whisper tiny.en in ESPnet",
               "threads": args.threads, "cpu": os.cpu_count(), "cap_tokens": CAP, "windows": results}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=1) + "\n")
+    write_record(args.output, record, indent=1)
 
 
 if __name__ == "__main__":
