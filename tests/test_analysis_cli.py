@@ -195,7 +195,8 @@ def test_bad_utterances_are_skipped_with_the_recipes_reasons(setup: dict[str, Pa
     import numpy as np
     import soundfile
 
-    from espnet_peft.analysis.sources import AnalysisInputError, read_utterances
+    from espnet_peft.analysis.errors import AnalysisInputError
+    from espnet_peft.analysis.utterances import read_utterances
     from espnet_peft.utils.kaldi_data import read_table, write_table
 
     data = tmp_path / "data"
@@ -286,8 +287,10 @@ def test_many_models_need_labels_and_the_same_layer_count(setup: dict[str, Path]
 def test_the_lens_read_off_the_shared_pass_equals_its_own_forward(setup: dict[str, Path]) -> None:
     """The run's lens reads the shared pass (with the branch hooks of ``branches`` on it); it must equal
     ``logit_lens``'s own forward on the same batch."""
-    from espnet_peft.analysis.logit_lens import logit_lens
-    from espnet_peft.analysis.sources import load_audio, load_model, read_utterances, resolve_model
+    from espnet_peft.analysis.families import load_model
+    from espnet_peft.analysis.lens import logit_lens
+    from espnet_peft.analysis.resolve import resolve_model
+    from espnet_peft.analysis.utterances import load_audio, read_utterances
 
     out = setup["root"] / "out_lens"
     analyze(["--model_a", str(setup["b"]), "--data", str(setup["data"]), "--analyses", "lens,branches",

@@ -14,14 +14,16 @@ import torch
 from torch import nn
 
 from helpers.adapter_models import perturb_adapters
-from espnet_peft.analysis.branch_contribution import block_branches
-from espnet_peft.analysis.decoder_pass import (
+from espnet_peft.analysis.branches import block_branches
+from espnet_peft.analysis.decoder import (
     NO_TARGETS, DecoderAccess, decoder_targets, no_decoder_reason, teacher_forced,
 )
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods import REGISTRY
 from espnet_peft.analysis.model_access import EspnetEncoderAccess
+from espnet_peft.analysis.resolve import ModelSource
 from espnet_peft.analysis.runner import Settings, run_analysis
-from espnet_peft.analysis.sources import Batch, LoadedModel, ModelSource, Utterance
+from espnet_peft.analysis.utterances import Batch, Utterance
 from espnet_peft.injection import initialise_adapters, inject_adapters
 from helpers.owsm_fixtures import TINY_ARCH, build_model as build_owsm, owsm_token_list
 

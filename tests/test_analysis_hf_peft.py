@@ -18,12 +18,14 @@ import pytest
 import torch
 from torch import nn
 
-from espnet_peft.analysis.adapter_energy import adapter_energy
-from espnet_peft.analysis.branch_contribution import block_branches, branch_updates
+from espnet_peft.analysis.branches import block_branches, branch_updates
+from espnet_peft.analysis.energy import adapter_energy
+from espnet_peft.analysis.errors import AnalysisInputError
+from espnet_peft.analysis.families import load_model
 from espnet_peft.analysis.hf_peft import lora_bottlenecks, lora_layers, untrained_lora
-from espnet_peft.analysis.logit_lens import hf_ctc_lens
+from espnet_peft.analysis.lens import hf_ctc_lens
 from espnet_peft.analysis.methods import REGISTRY
-from espnet_peft.analysis.sources import AnalysisInputError, load_model, resolve_model
+from espnet_peft.analysis.resolve import resolve_model
 from espnet_peft.bin.analyze import main as analyze
 from test_analysis_models import _W2V_SMALL
 

@@ -13,11 +13,11 @@ from torch import nn
 from helpers.adapter_models import METHOD_FIELDS, TARGETS, build_model, perturb_adapters
 from espnet_peft.analysis._cer import char_edits, corpus_cer, token_cer
 from espnet_peft.analysis.ablation import erase_blocks, layer_ablation
-from espnet_peft.analysis.adapter_energy import (
+from espnet_peft.analysis.branches import block_branches, branch_contribution, branch_updates
+from espnet_peft.analysis.energy import (
     adapter_energy, compare_energy, cumulative_energy, k_at, untrained_adapters,
 )
-from espnet_peft.analysis.branch_contribution import block_branches, branch_contribution, branch_updates
-from espnet_peft.analysis.logit_lens import classification_lens, ctc_greedy, logit_lens
+from espnet_peft.analysis.lens import classification_lens, ctc_greedy, logit_lens
 from espnet_peft.analysis.model_access import EspnetEncoderAccess
 from espnet_peft.compat import ebf_masks_padding_before_merge
 from espnet_peft.injection import adapter_layers, initialise_adapters, inject_adapters

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from espnet_peft.analysis.layer_contribution import layer_contribution
-from espnet_peft.analysis.logit_lens import ctc_greedy, logit_lens
+from espnet_peft.analysis.contribution import layer_contribution
+from espnet_peft.analysis.lens import ctc_greedy, logit_lens
 from espnet_peft.analysis.model_access import EspnetEncoderAccess, HFAccess
 
 TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]

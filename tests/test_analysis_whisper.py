@@ -16,13 +16,14 @@ import pytest
 import torch
 
 pytest.importorskip("whisper")
-from espnet_peft.analysis.branch_contribution import branch_updates  # noqa: E402
-from espnet_peft.analysis.decoder_pass import decoder_targets, teacher_forced  # noqa: E402
+from espnet_peft.analysis.branches import branch_updates  # noqa: E402
+from espnet_peft.analysis.decoder import decoder_targets, teacher_forced  # noqa: E402
+from espnet_peft.analysis.families import load_model  # noqa: E402
+from espnet_peft.analysis.loaded_model import LoadedModel  # noqa: E402
 from espnet_peft.analysis.many_models import compare_models  # noqa: E402
+from espnet_peft.analysis.resolve import resolve_model  # noqa: E402
 from espnet_peft.analysis.runner import Settings, run_analysis  # noqa: E402
-from espnet_peft.analysis.sources import (  # noqa: E402
-    LoadedModel, load_audio, load_model, read_utterances, resolve_model,
-)
+from espnet_peft.analysis.utterances import load_audio, read_utterances  # noqa: E402
 from espnet_peft.bin import analyze  # noqa: E402
 from espnet_peft.utils.kaldi_data import read_table  # noqa: E402
 from helpers.whisper_fixtures import (  # noqa: E402,F401 (fixtures)

@@ -242,7 +242,7 @@ def test_unusable_utterances_are_skipped_by_name_in_analysis(pretrained_asr: Pre
     import numpy as np
     import soundfile
 
-    from espnet_peft.analysis.sources import read_utterances
+    from espnet_peft.analysis.utterances import read_utterances
     from espnet_peft.utils.kaldi_data import read_table, write_table
 
     data = tmp_path / "data"

@@ -15,16 +15,21 @@ Inside-the-model family (which layers and branches did an adapter change, and di
 
 * ``espnet_peft.analysis.model_access``: one interface to the layers of ESPnet encoders and HF Whisper / wav2vec2 /
   HuBERT (forward hooks);
-* ``espnet_peft.analysis.logit_lens``: the CTC head on every encoder layer (per-layer KL and CER), and the
+* ``espnet_peft.analysis.lens``: the CTC head on every encoder layer (per-layer KL and CER), and the
   classification head of ``WhisperForAudioClassification`` on every layer (per-layer KL and accuracy);
-* ``espnet_peft.analysis.layer_contribution``: each block's update relative to its input (size and direction);
-* ``espnet_peft.analysis.branch_contribution``: the same split into the block's branches (FFNs, attention,
+* ``espnet_peft.analysis.contribution``: each block's update relative to its input (size and direction);
+* ``espnet_peft.analysis.branches``: the same split into the block's branches (FFNs, attention,
   convolution / cgMLP, E-Branchformer's merge; a decoder block's self-attention, source attention and FFN);
-* ``espnet_peft.analysis.decoder_pass``: the attention decoder of an ESPnet ASR / S2T model, teacher-forced on an
+* ``espnet_peft.analysis.decoder``: the attention decoder of an ESPnet ASR / S2T model, teacher-forced on an
   encoder output, as a ``ModelAccess`` over its blocks;
 * ``espnet_peft.analysis.ablation``: residual erasure of single blocks or blocks ``0..l``, scored by CTC loss and CER;
-* ``espnet_peft.analysis.adapter_energy``: SVD energy and ``k90`` of every adapter's bottleneck activations and of
+* ``espnet_peft.analysis.energy``: SVD energy and ``k90`` of every adapter's bottleneck activations and of
   their gradients (trained vs freshly initialised adapters).
+
+A run (``espnet_peft.bin.analyze``): ``resolve`` names the models (``ModelSource``), ``families`` loads them
+(``load_model``) and holds everything that differs between model families (ESPnet, Hugging Face), ``utterances``
+reads the audio, and ``runner`` runs the registered analyses of ``methods``: ``methods/<name>.py`` registers the
+analysis whose implementation is ``<name>.py`` here.
 
 The definitions, written from this code, are in ``docs/analysis-definitions.md`` (one section per analysis).
 """

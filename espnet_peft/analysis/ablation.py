@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from espnet_peft.analysis._cer import token_cer
-from espnet_peft.analysis.logit_lens import ctc_greedy
+from espnet_peft.analysis.lens import ctc_greedy
 from espnet_peft.analysis.model_access import EspnetEncoderAccess, _hidden
 
 MODES = ("single", "cumulative")

@@ -1,9 +1,9 @@
 """Per-branch contribution: how large is each branch's update inside an encoder block, relative to the block input?
 
-``layer_contribution`` measures a block's update as a whole; this splits it into the branches the block adds to its
-residual stream, read by forward hooks on the branch modules and scaled as the block scales them (``ff_scale`` = 0.5
-on both FFNs of a macaron block, 1 otherwise; dropout and stochastic depth are identities in eval mode). Per
-architecture (the blocks' ``forward`` in espnet / espnet2):
+``contribution.layer_contribution`` measures a block's update as a whole; this splits it into the branches the block
+adds to its residual stream, read by forward hooks on the branch modules and scaled as the block scales them
+(``ff_scale`` = 0.5 on both FFNs of a macaron block, 1 otherwise; dropout and stochastic depth are identities in eval
+mode). Per architecture (the blocks' ``forward`` in espnet / espnet2):
 
 * Transformer (``transformer/encoder_layer.py``): ``self_attn``, ``feed_forward``;
 * Conformer (``conformer/encoder_layer.py``): ``feed_forward_macaron``, ``self_attn``, ``conv_module``,

@@ -7,7 +7,7 @@ block reinforce, rotate or erase what it received), averaged over real frames. C
 This measures the block's update *as a whole*. In a Transformer/Conformer block that is the sum of its residual
 branches (macaron FFNs, attention, convolution) plus the effect of its final norm. In an E-Branchformer block it is
 the merged update: macaron FFNs, the ``merge_proj`` of the concatenated attention and cgMLP branches, and
-``norm_final``. Per-branch norms (attention vs cgMLP vs FFN) are in ``branch_contribution``. See
+``norm_final``. Per-branch norms (attention vs cgMLP vs FFN) are in ``branches``. See
 ``docs/analysis-definitions.md``, "Layer contribution".
 """
 

@@ -7,7 +7,7 @@ that method keeps the input exactly what the installed ESPnet trains on, without
 shared pass's encoder output means nothing is encoded twice.
 
 ``DecoderAccess`` is a ``ModelAccess`` over the decoder blocks (``decoder.decoders``; ESPnet's Whisper decoder:
-``decoder.decoders.blocks``), so layer capture and the branch hooks of ``branch_contribution`` work on it as on an
+``decoder.decoders.blocks``), so layer capture and the branch hooks of ``branches`` work on it as on an
 encoder. A Whisper decoder is fed as ESPnet trains it: ``<sos>`` (``sym_sos``) + the text's Whisper tokens. Its
 mask marks the real (non-padded) positions of the decoder input; every position of a row up to its length is real,
 the prompt included.
@@ -21,9 +21,9 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from espnet_peft.analysis.branch_contribution import BranchUpdates, block_branches, branch_updates
+from espnet_peft.analysis.branches import BranchUpdates, block_branches, branch_updates
 from espnet_peft.analysis.model_access import ModelAccess, lengths_to_mask, stack_blocks
-from espnet_peft.analysis.sources import Batch
+from espnet_peft.analysis.utterances import Batch
 
 #: why a batch gives no decoder pass (a run on such data lists this under ``skipped``)
 NO_TARGETS = ("the data has no decoder input for the model: ASR needs transcripts (text); S2T needs a prompted text "

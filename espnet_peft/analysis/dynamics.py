@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from espnet_peft.analysis.adapter_energy import adapter_bottlenecks_of, cumulative_energy, k_at, recording_bottlenecks
+from espnet_peft.analysis.energy import adapter_bottlenecks_of, cumulative_energy, k_at, recording_bottlenecks
 from espnet_peft.dynamics_probe_config import DEFAULT_MAX_ROWS as MAX_ROWS
 from espnet_peft.injection import adapter_layers
 

@@ -2,7 +2,7 @@
 
 Per batch each model runs once with hooks (``ModelAccess.capture``, or ``branch_updates`` when an analysis needs the
 branches); when an analysis needs the attention decoder, ``decoder_forward`` then runs it teacher-forced on that
-pass's encoder output (``decoder_pass``). Only the frames that cover real audio count: an S2T (OWSM) model pads
+pass's encoder output (``decoder``). Only the frames that cover real audio count: an S2T (OWSM) model pads
 every input to ``speech_length`` with silence, and those frames would otherwise dominate every statistic
 (``Batch.real_frames``).
 
@@ -19,11 +19,12 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
-from espnet_peft.analysis.branch_contribution import branch_updates
-from espnet_peft.analysis.decoder_pass import decoder_targets, teacher_forced
+from espnet_peft.analysis.branches import branch_updates
+from espnet_peft.analysis.decoder import decoder_targets, teacher_forced
+from espnet_peft.analysis.families import family_of
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.model_access import Capture
-from espnet_peft.analysis.sources import Batch, LoadedModel
-from espnet_peft.compat import legacy_nets
+from espnet_peft.analysis.utterances import Batch
 
 
 @dataclasses.dataclass
@@ -39,20 +40,6 @@ class Forward:
     decoder: Optional["Forward"] = None  # the attention decoder's teacher-forced pass; its frames are token positions
 
 
-def attention_modules(m: LoadedModel) -> list[torch.nn.Module]:
-    """The self-attention module of each ESPnet block (its ``attn`` holds the last forward's maps)."""
-    MultiHeadedAttention = legacy_nets("pytorch_backend.transformer.attention").MultiHeadedAttention
-
-    modules = []
-    for block in m.access.layer_modules():
-        found = next((x for x in block.modules() if isinstance(x, MultiHeadedAttention)), None)
-        if found is None:
-            raise TypeError(f"{type(block).__name__} has no ESPnet MultiHeadedAttention, whose kept maps (attn) are "
-                            f"what the attention analysis reads")
-        modules.append(found)
-    return modules
-
-
 def shared_forward(m: LoadedModel, batch: Batch, branches: bool, attention: bool) -> Forward:
     updates = None
     if branches:
@@ -64,17 +51,12 @@ def shared_forward(m: LoadedModel, batch: Batch, branches: bool, attention: bool
     key_mask = cap.mask if cap.mask is not None else torch.ones(bsz, t, dtype=torch.bool)
     frames = batch.real_frames(key_mask.sum(dim=1).tolist())
     mask = torch.arange(t)[None, :] < torch.tensor(frames)[:, None]
-    maps = None
-    if attention:
-        if m.is_espnet:
-            maps = [module.attn.detach() for module in attention_modules(m)]
-        else:
-            maps = list(cap.output.attentions)
+    maps = family_of(m.source).attention_maps(m, cap) if attention else None
     return Forward(cap, frames, mask.to(key_mask.device), key_mask, updates, maps)
 
 
 def decoder_forward(m: LoadedModel, batch: Batch, encoder: Forward) -> Optional[Forward]:
-    """The attention decoder's pass, teacher-forced on ``encoder``'s output (``decoder_pass``), with its branch
+    """The attention decoder's pass, teacher-forced on ``encoder``'s output (``decoder``), with its branch
     updates; its frames are the decoder input's real token positions. None when the batch has no decoder input."""
     targets = decoder_targets(batch)
     if targets is None:

@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from espnet_peft.analysis.adapter_energy import Bottleneck, seeded_draws
+from espnet_peft.analysis.energy import Bottleneck, seeded_draws
 from espnet_peft.analysis.errors import AnalysisInputError
 
 #: the file that makes a dir a peft adapter dir

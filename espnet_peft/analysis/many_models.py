@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from espnet_peft.analysis.cka import cka_matrix
 from espnet_peft.analysis.forward_pass import Frames, shared_forward
-from espnet_peft.analysis.sources import LoadedModel, Utterance, load_audio
+from espnet_peft.analysis.loaded_model import LoadedModel
+from espnet_peft.analysis.utterances import Utterance, load_audio
 
 MANY_MODELS_JSON = "models.json"
 

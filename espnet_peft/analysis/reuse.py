@@ -21,7 +21,9 @@ from typing import Any, Callable, Hashable, Optional
 
 import torch
 
-from espnet_peft.analysis.sources import Batch, LoadedModel, ModelSource, Utterance
+from espnet_peft.analysis.loaded_model import LoadedModel
+from espnet_peft.analysis.resolve import ModelSource
+from espnet_peft.analysis.utterances import Batch, Utterance
 
 #: loaded models kept between runs (the previous run's two)
 MODELS = 2

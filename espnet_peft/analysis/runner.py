@@ -24,9 +24,10 @@ import torch
 from tqdm import tqdm
 
 from espnet_peft.analysis.forward_pass import Forward, Frames, decoder_forward, shared_forward
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods import DEFAULT_ANALYSES, REGISTRY, Run
 from espnet_peft.analysis.reuse import PASSES, pass_key
-from espnet_peft.analysis.sources import Batch, LoadedModel, Utterance, load_audio
+from espnet_peft.analysis.utterances import Batch, Utterance, load_audio
 
 FORMAT = 2  # 2: sections from the analysis registry; the drift skip is keyed cka.drift
 

@@ -90,13 +90,11 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
             parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     # Inputs are checked before ESPnet is imported (10-15 s): a wrong path fails at once.
+    from espnet_peft.analysis.errors import AnalysisInputError
+    from espnet_peft.analysis.families import load_model
+    from espnet_peft.analysis.resolve import resolve_model
     from espnet_peft.analysis.reuse import load_model_once
-    from espnet_peft.analysis.sources import (
-        AnalysisInputError,
-        load_model,
-        read_utterances,
-        resolve_model,
-    )
+    from espnet_peft.analysis.utterances import read_utterances
 
     if args.models:
         return compare(args)
@@ -132,8 +130,11 @@ def main(cmd: Optional[Sequence[str]] = None) -> None:
 
 def compare(args: argparse.Namespace) -> None:
     """``--models``: every pair of models, layer by layer (``espnet_peft.analysis.many_models``)."""
+    from espnet_peft.analysis.errors import AnalysisInputError
+    from espnet_peft.analysis.families import load_model
     from espnet_peft.analysis.many_models import MANY_MODELS_JSON, compare_models, render
-    from espnet_peft.analysis.sources import AnalysisInputError, load_model, read_utterances, resolve_model
+    from espnet_peft.analysis.resolve import resolve_model
+    from espnet_peft.analysis.utterances import read_utterances
 
     if any((args.model_a, args.model_a_config, args.model_a_file, args.hf_model_a, args.model_b)):
         raise SystemExit("analyze: give either --models or --model_a [--model_b], not both")

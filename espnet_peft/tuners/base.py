@@ -79,7 +79,7 @@ class AdapterLayer(nn.Module, ABC):
       4. training updates only the adapter parameters;
       5. ``merged_weight()`` / ``to_linear()`` give a plain layer that runs at base speed.
 
-    ``bottleneck`` is a probe point for analysis (``espnet_peft.analysis.adapter_energy``): each method's forward
+    ``bottleneck`` is a probe point for analysis (``espnet_peft.analysis.energy``): each method's forward
     passes its low-dimensional intermediate (``[..., r]``) through it. It is an ``nn.Identity``, so it adds no
     parameters, state-dict keys or work; forward hooks on it read the intermediate and its gradient.
     """

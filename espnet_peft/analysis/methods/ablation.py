@@ -9,10 +9,11 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from espnet_peft.analysis.ablation import MODES, layer_ablation
+from espnet_peft.analysis.families import family_of
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods.base import Analysis, Needs, Run
-from espnet_peft.analysis.methods.lens import ctc_reason
 from espnet_peft.analysis.methods.registry import register
-from espnet_peft.analysis.sources import Batch, LoadedModel
+from espnet_peft.analysis.utterances import Batch
 
 
 def _concat(batches: Sequence[Batch], field: str, pad: float) -> torch.Tensor:
@@ -28,9 +29,11 @@ class LayerAblation(Analysis):
     needs = Needs(batches=True)
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
-        if not model.is_espnet:
-            return "HF models: the ablation erases ESPnet encoder blocks and scores with the ESPnet CTC loss"
-        reason = ctc_reason(model)
+        family = family_of(model.source)
+        reason = family.ablation_reason(model)
+        if reason is not None:
+            return reason
+        reason = family.ctc_reason(model)
         if reason is not None:
             return f"{reason}: the ablation scores each erased layer with the CTC loss and greedy CTC CER"
         return None if has_refs else "the data has no transcripts (text / text.ctc)"

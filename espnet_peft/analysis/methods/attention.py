@@ -12,10 +12,12 @@ from typing import Any, Mapping, Optional
 import torch
 
 from espnet_peft.analysis.attention import head_similarity
-from espnet_peft.analysis.forward_pass import Forward, attention_modules
+from espnet_peft.analysis.families import family_of
+from espnet_peft.analysis.forward_pass import Forward
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods.base import Analysis, Needs, Run
 from espnet_peft.analysis.methods.registry import register
-from espnet_peft.analysis.sources import Batch, LoadedModel
+from espnet_peft.analysis.utterances import Batch
 
 
 class _HeadSums:
@@ -61,12 +63,7 @@ class AttentionSimilarity(Analysis):
         self.inter_reason: Optional[str] = None
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
-        if model.is_espnet:
-            try:
-                attention_modules(model)
-            except TypeError as error:
-                return str(error)
-        return None
+        return family_of(model.source).attention_reason(model)
 
     def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
         self.heads.add(model.label, forward.attention, forward.attention, forward.mask, forward.key_mask, intra=True)

@@ -27,7 +27,8 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence
 import torch
 
 from espnet_peft.analysis.forward_pass import Forward, Frames
-from espnet_peft.analysis.sources import Batch, LoadedModel
+from espnet_peft.analysis.loaded_model import LoadedModel
+from espnet_peft.analysis.utterances import Batch
 
 
 @dataclasses.dataclass(frozen=True)

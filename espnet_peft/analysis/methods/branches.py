@@ -1,4 +1,4 @@
-"""Branch contribution (``analysis.branch_contribution``): per block, the size of each branch's update (attention,
+"""Branch contribution (``analysis.branches``): per block, the size of each branch's update (attention,
 convolution / cgMLP, feed-forward, ...) relative to the block input. ESPnet Transformer / Conformer / E-Branchformer
 blocks, ESPnet's Whisper (openai-whisper) blocks, Hugging Face Whisper / Wav2Vec2 / HuBERT encoder layers."""
 
@@ -8,11 +8,12 @@ import math
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional
 
-from espnet_peft.analysis.branch_contribution import block_branches, mean_ratio
+from espnet_peft.analysis.branches import block_branches, mean_ratio
 from espnet_peft.analysis.forward_pass import Forward
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods.base import Analysis, Needs, Run, WeightedMeans
 from espnet_peft.analysis.methods.registry import register
-from espnet_peft.analysis.sources import Batch, LoadedModel
+from espnet_peft.analysis.utterances import Batch
 
 
 @register

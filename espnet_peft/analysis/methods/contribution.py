@@ -1,4 +1,4 @@
-"""Layer contribution (``analysis.layer_contribution``): per layer the update size ``||h_out - h_in|| / ||h_in||``
+"""Layer contribution (``analysis.contribution``): per layer the update size ``||h_out - h_in|| / ||h_in||``
 and its direction ``cos(u, h_in)``, over the real-audio frames of the shared pass."""
 
 from __future__ import annotations
@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from espnet_peft.analysis.contribution import layer_contribution
 from espnet_peft.analysis.forward_pass import Forward
-from espnet_peft.analysis.layer_contribution import layer_contribution
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods.base import Analysis, Run, WeightedMeans, per_model
 from espnet_peft.analysis.methods.registry import register
 from espnet_peft.analysis.model_access import Capture
-from espnet_peft.analysis.sources import Batch, LoadedModel
+from espnet_peft.analysis.utterances import Batch
 
 
 @register

@@ -1,4 +1,4 @@
-"""Decoder analyses (``analysis.decoder_pass``): the attention decoder of an ESPnet ASR / S2T model, teacher-forced
+"""Decoder analyses (``analysis.decoder``): the attention decoder of an ESPnet ASR / S2T model, teacher-forced
 on the shared pass's encoder output, over the real token positions of its input.
 
 * ``decoder_drift``: linear CKA of decoder layer l of model A vs layer l of model B (pairwise), exact over every
@@ -20,14 +20,16 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from espnet_peft.analysis.cka import StreamingLinearCKA
-from espnet_peft.analysis.decoder_pass import NO_TARGETS, DecoderAccess, no_decoder_reason
+from espnet_peft.analysis.decoder import NO_TARGETS, DecoderAccess
+from espnet_peft.analysis.families import family_of
 from espnet_peft.analysis.forward_pass import Forward
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods.base import Analysis, Needs, Run
 from espnet_peft.analysis.methods.branches import BranchContribution
 from espnet_peft.analysis.methods.contribution import LayerContribution
 from espnet_peft.analysis.methods.registry import register
-from espnet_peft.analysis.sources import Batch, LoadedModel
 from espnet_peft.analysis.summary import _num, drift_stats
+from espnet_peft.analysis.utterances import Batch
 
 
 def _per_layer(values: Sequence[Optional[float]], digits: int = 3) -> str:
@@ -46,9 +48,7 @@ class DecoderAnalysis(Analysis):
         self.taught: set[str] = set()  # models that had a decoder input in at least one batch
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
-        if not model.is_espnet:
-            return "HF models: the decoder analyses know ESPnet attention decoders only"
-        return no_decoder_reason(model.model) or (None if has_refs else NO_TARGETS)
+        return family_of(model.source).decoder_reason(model) or (None if has_refs else NO_TARGETS)
 
     def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
         if forward.decoder is not None:  # None: this batch has no decoder input

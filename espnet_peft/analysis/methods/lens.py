@@ -1,4 +1,4 @@
-"""The CTC logit lens (``analysis.logit_lens``): the CTC head on every layer, per-layer greedy CER and KL to the
+"""The CTC logit lens (``analysis.lens``): the CTC head on every layer, per-layer greedy CER and KL to the
 final layer. ESPnet models with a CTC head, and Hugging Face ``*ForCTC`` models (their ``lm_head``, read from the
 shared pass); the CER needs transcripts (and, for HF, the model's tokenizer). Models without a CTC head (ESPnet's
 Whisper, trained with ctc_weight 0) are skipped with that reason. Both read the run's shared pass, which sees the
@@ -9,22 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from espnet_peft.analysis.families import family_of
 from espnet_peft.analysis.forward_pass import Forward
-from espnet_peft.analysis.logit_lens import espnet_ctc_lens, hf_ctc_lens
+from espnet_peft.analysis.loaded_model import LoadedModel
 from espnet_peft.analysis.methods.base import Analysis, Run, WeightedMeans, per_model
 from espnet_peft.analysis.methods.registry import register
-from espnet_peft.analysis.sources import Batch, LoadedModel, is_hf_ctc
-
-
-def ctc_reason(m: LoadedModel) -> Optional[str]:
-    """Why model ``m`` has no CTC head to read (None: it has one)."""
-    if not m.is_espnet:
-        return None if is_hf_ctc(m.model) else (f"{type(m.model).__name__} has no CTC head: the lens reads the "
-                                                f"lm_head of Hugging Face *ForCTC models (Wav2Vec2ForCTC, HubertForCTC)")
-    if getattr(m.model, "ctc", None) is None:
-        whisper = type(getattr(m.model, "encoder", None)).__name__ == "OpenAIWhisperEncoder"
-        return "the model has no CTC head (ctc_weight 0" + ("; Whisper is trained without one)" if whisper else ")")
-    return None
+from espnet_peft.analysis.utterances import Batch
 
 
 def ref_chars(refs: Sequence[str]) -> int:
@@ -41,19 +31,12 @@ class LogitLens(Analysis):
         self.means = WeightedMeans()
 
     def skip_reason(self, model: LoadedModel, has_refs: bool) -> Optional[str]:
-        reason = ctc_reason(model)
-        if reason is not None and model.is_espnet:  # the HF reason already names the head it looks for
-            reason += ": the lens reads every encoder layer through the CTC head, so there is no lens to read"
-        return reason
+        return family_of(model.source).lens_reason(model)
 
     def add(self, model: LoadedModel, batch: Batch, forward: Forward) -> None:
         with_cer = batch.refs is not None and model.decode is not None and ref_chars(batch.refs) > 0
         decode, refs = (model.decode, batch.refs) if with_cer else (None, None)
-        if model.is_espnet:  # the shared pass ran model.encode on the batch's input: its layers are the lens's
-            lens = espnet_ctc_lens(model.model, model.access, forward.capture, blank=model.blank, decode=decode,
-                                   refs=refs)
-        else:  # the shared pass ran the whole *ForCTC model: its layers are all the lens needs
-            lens = hf_ctc_lens(model.model, forward.capture, blank=model.blank, decode=decode, refs=refs)
+        lens = family_of(model.source).ctc_lens(model, forward.capture, decode, refs)
         self.means.add(f"{model.label}.kl", lens.kl, float(lens.lengths.sum()))
         if lens.cer is not None:
             self.means.add(f"{model.label}.cer", [100.0 * c for c in lens.cer], ref_chars(batch.refs))
