@@ -67,7 +67,7 @@ def test_every_stage_leaves_its_outputs(finished: Path) -> None:
     assert (finished / "data" / "token_list" / "bpe.model").is_file()
     assert (finished / "exp" / "source" / "model.pth").exists()
     # --quick trains the source model in two parts, as the shipped one was: the model is the second part's
-    assert (finished / "exp" / "source" / "continued" / ".done").is_file()
+    assert (finished / "exp" / "source" / "continued" / "made_from.json").is_file()
     assert os.readlink(finished / "exp" / "source" / "model.pth") == "continued/valid.acc.ave.pth"
     assert "specaug: specaug" in (finished / "exp" / "source" / "continued" / "config.yaml").read_text()
     for domain in DOMAINS:
@@ -205,7 +205,7 @@ def test_stage7_runs_two_trainings_at_once_through_slurm_with_the_serial_results
 
 
 def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: Path) -> None:
-    """Stage 7 stopped after epoch 1 (what a kill there leaves: checkpoint.pth, no .done), stage 8, stage 7 again,
+    """Stage 7 stopped after epoch 1 (what a kill there leaves: checkpoint.pth, no made_from.json), stage 8, stage 7 again,
     stage 8: the hypotheses are those of the uninterrupted run's final model, never of epoch 1."""
     from espnet_peft.recipe.provenance import file_sha256
 
@@ -214,7 +214,7 @@ def test_no_decode_comes_from_an_interrupted_training(finished: Path, tmp_path: 
     full_length = config.read_text()
     config.write_text(full_length.replace("max_epoch: 2", "max_epoch: 1"))
     run_recipe(recipe_dir, "--stage", "7", "--stop_stage", "7", *ONE_EXPERIMENT)
-    (exp / ".done").unlink()
+    (exp / "made_from.json").unlink()
     config.write_text(full_length)
 
     refused = subprocess.run(recipe_command("--stage", "8", "--stop_stage", "8", *ONE_EXPERIMENT), cwd=recipe_dir,
@@ -319,7 +319,7 @@ def test_a_second_run_of_a_training_is_refused_and_a_killed_run_stops_its_jobs(f
             time.sleep(0.5)
         assert not [pid for pid in jobs if _alive(pid)], "jobs of the killed run are still running"
         assert "interrupted: stopping this run's jobs" in (tmp_path / "first.log").read_text()
-        assert not (exp / ".done").exists()
+        assert not (exp / "made_from.json").exists()
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)

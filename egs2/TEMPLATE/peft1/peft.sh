@@ -2,7 +2,7 @@
 # Shared stage driver of the espnet-peft recipes: from corpus to a learning-vs-forgetting report.
 # Recipes (egs2/<corpus>/peft1/run.sh) set their data sets and call this script; every option below can be
 # overridden on the command line (--name value). Each stage logs what it runs, writes under data/, dump/ and exp/,
-# skips finished work (a `.done` marker or the final file) and can be re-run from --stage N.
+# skips finished work (its made_from.json record, or the final file) and can be re-run from --stage N.
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*" >&2; }
@@ -207,9 +207,41 @@ hold_lock() {  # <dir> <what for>: only this run works in <dir> until it exits; 
   held_locks[${dir}]=${fd}
 }
 
+training_record() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: made_from's arguments for a training
+  local dir=$1 train_set=$2 dev_set=$3 config=$4 part set file prev=""; shift 4
+  record=(--out "${dir}" --input "config=${config}" --input "token_list=${token_dir}/tokens.txt")
+  [ "${token_type}" = bpe ] && record+=(--input "bpe_model=${token_dir}/bpe.model")
+  for arg in "$@"; do
+    [ "${prev}" = --init_param ] && record+=(--input "init_param=${arg}")
+    prev=${arg}
+  done
+  for part in train valid; do
+    set=$([ "${part}" = train ] && echo "${train_set}" || echo "${dev_set}")
+    record+=(--audio "${part}_wav_scp=dump/raw/${set}/wav.scp")
+    for file in text text.prev text.ctc; do
+      [ -f "dump/raw/${set}/${file}" ] && record+=(--input "${part}_${file}=dump/raw/${set}/${file}")
+    done
+  done
+  record+=(--setting "task=${task}" --setting "train_args=$*")
+}
+
+finished_training() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: 0 when <exp_dir> finished training
+  # from exactly these inputs (made_from.json); 1 when it never finished; 2, saying why, when it finished from other
+  # inputs or its checkpoint changed since: refused, as retraining would replace results a report may already hold
+  local dir=$1 why
+  [ -f "${dir}/made_from.json" ] || return 1
+  training_record "$@"
+  why=$(${python} -m espnet_peft.bin.made_from check "${record[@]}" 2>&1 >/dev/null) && return 0
+  log "ERROR: ${dir} was trained with other settings (${why#redo "${dir}": }); remove ${dir} to retrain it with these"
+  return 2
+}
+
 train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet training through espnet2.bin.launch
-  local dir=$1 train_set=$2 dev_set=$3 config=$4; shift 4
-  if [ -f "${dir}/.done" ]; then log "skip ${dir}: already trained"; rm -f "${config}.new"; return; fi
+  local dir=$1 train_set=$2 dev_set=$3 config=$4 status=0 outputs=() file checked=$4; shift 4
+  [ -f "${config}.new" ] && checked=${config}.new  # the settings this run asks for
+  finished_training "${dir}" "${train_set}" "${dev_set}" "${checked}" "$@" || status=$?
+  if [ "${status}" -eq 0 ]; then log "skip ${dir}: already trained"; rm -f "${config}.new"; return; fi
+  [ "${status}" -eq 2 ] && return 1
   hold_lock "${dir}" train || return 1
   if [ -f "${config}.new" ]; then mv "${config}.new" "${config}"; fi  # only now: the running owner's stays intact
   log "training ${dir} (log: ${dir}/train.log); a killed run resumes from ${dir}/checkpoint.pth"
@@ -221,23 +253,15 @@ train() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: ESPnet tr
     ${python} -m espnet_peft.bin.${task}_train --use_preprocessor true $(token_args) --token_list "${token_dir}/tokens.txt" \
       $(s2t_data_args train "${train_set}") $(s2t_data_args valid "${dev_set}") \
       --best_model_criterion "${best_criterion}" --resume true --output_dir "${dir}" --config "${config}" "$@"
-  touch "${dir}/.done"
+  # the record, written last, is what "finished" means: what the model was trained from, and its checkpoints
+  for file in "${dir}"/config.yaml "${dir}"/valid.*.pth; do [ -e "${file}" ] && outputs+=(--output "${file##*/}"); done
+  training_record "${dir}" "${train_set}" "${dev_set}" "${config}" "$@"
+  ${python} -m espnet_peft.bin.made_from mark "${record[@]}" "${outputs[@]}"
 }
 
 token_args() {  # the tokenizer options of training: the recipe's BPE model, or Whisper's own tokenizer
   if [ "${token_type}" = bpe ]; then echo "--token_type bpe --bpemodel ${token_dir}/bpe.model"
   else echo "--token_type ${token_type} --bpemodel ${token_type}"; fi
-}
-
-trained_with_other_settings() {  # <exp_dir>: true (and says so) when a finished run's new train.yaml.new differs
-  local dir=$1
-  if [ -f "${dir}/.done" ] && ! cmp -s "${dir}/train.yaml.new" "${dir}/train.yaml"; then
-    # a finished run keeps the config it was trained with: its results would otherwise be mislabelled
-    log "ERROR: ${dir} was trained with other settings (diff ${dir}/train.yaml ${dir}/train.yaml.new);" \
-        "remove ${dir} to retrain it with these"
-    return 0
-  fi
-  return 1
 }
 
 decode() {  # <config> <model_file> <decode_root> <set>...: hypotheses in <decode_root>/<set>/text
@@ -400,7 +424,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     whisper_source
   elif [ "${use_source_model}" = true ]; then
     log "Stage 5: source model from ${source_model}"
-    if [ -f "${source_dir}/.done" ]; then
+    if [ -f "${source_dir}/made_from.json" ]; then
       log "ERROR: ${source_dir} holds a source model trained here (--retrain_source true); move it away" \
           "(mv ${source_dir} ${source_dir}.trained) to use ${source_model}, or keep --retrain_source true"
       exit 1
@@ -431,7 +455,6 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       # config.yaml, so a retrained and a fetched (packed) source model give the same fine-tuning configs
       ${python} -m espnet_peft.bin.make_finetune_config --base "${source_dir}/config.yaml" \
         --overrides "${source_continue_config}" --method full --out "${continued}/train.yaml.new"
-      if trained_with_other_settings "${continued}"; then exit 1; fi
       train "${continued}" "${source_train_set}" "${source_dev_set}" "${continued}/train.yaml" \
         --init_param "${source_dir}/${model_file}"
       model_file="continued/${model_file}"
@@ -460,10 +483,11 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
       --overrides "$([ "${method}" = full ] && echo "${full_finetune_config}" || echo "${finetune_config}")" \
       --method "${method}" --peft_conf_dir "${peft_conf_dir}" --budget "${budget}" --seed "${seed}" \
       $(set_opts "${settings}") --out "${dir}/train.yaml.new"
-    if trained_with_other_settings "${dir}"; then
-      failed+=("${dir}")
-      continue
-    fi
+    # a finished run trained with other settings is refused before any training starts
+    status=0
+    finished_training "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml.new" \
+      --init_param "${source_dir}/model.pth" || status=$?
+    if [ "${status}" -eq 2 ]; then failed+=("${dir}"); continue; fi
     ready+=("${domain} ${dir}")
   done 3<<< "${experiment_list}"
   for entry in "${ready[@]}"; do
@@ -486,7 +510,7 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
   log "Stage 8: decoding every fine-tuned model on its target test set and on ${source_test_sets}"
   unfinished=()
   while read -r -u 3 _ _ _ name _; do
-    [ -f "exp/${name}/.done" ] || unfinished+=("exp/${name}")
+    [ -f "exp/${name}/made_from.json" ] || unfinished+=("exp/${name}")
   done 3<<< "${experiment_list}"
   if [ ${#unfinished[@]} -gt 0 ]; then
     log "ERROR: training has not finished for ${unfinished[*]}: run stage 7 first (./run.sh --stage 7), so that" \
