@@ -208,19 +208,21 @@ hold_lock() {  # <dir> <what for>: only this run works in <dir> until it exits; 
 }
 
 training_record() {  # <exp_dir> <train_set> <dev_set> <config> [extra args...]: made_from's arguments for a training
+  # (only files that exist: a training cannot have read one that does not, and the check applies the same rule)
   local dir=$1 train_set=$2 dev_set=$3 config=$4 part set file prev=""; shift 4
-  record=(--out "${dir}" --input "config=${config}" --input "token_list=${token_dir}/tokens.txt")
-  [ "${token_type}" = bpe ] && record+=(--input "bpe_model=${token_dir}/bpe.model")
+  record=(--out "${dir}")
+  add_input() { [ -f "$3" ] && record+=("$1" "$2=$3"); return 0; }
+  add_input --input config "${config}"
+  add_input --input token_list "${token_dir}/tokens.txt"
+  [ "${token_type}" = bpe ] && add_input --input bpe_model "${token_dir}/bpe.model"
   for arg in "$@"; do
-    [ "${prev}" = --init_param ] && record+=(--input "init_param=${arg}")
+    [ "${prev}" = --init_param ] && add_input --input init_param "${arg}"
     prev=${arg}
   done
   for part in train valid; do
     set=$([ "${part}" = train ] && echo "${train_set}" || echo "${dev_set}")
-    record+=(--audio "${part}_wav_scp=dump/raw/${set}/wav.scp")
-    for file in text text.prev text.ctc; do
-      [ -f "dump/raw/${set}/${file}" ] && record+=(--input "${part}_${file}=dump/raw/${set}/${file}")
-    done
+    add_input --audio "${part}_wav_scp" "dump/raw/${set}/wav.scp"
+    for file in text text.prev text.ctc; do add_input --input "${part}_${file}" "dump/raw/${set}/${file}"; done
   done
   record+=(--setting "task=${task}" --setting "train_args=$*")
 }
