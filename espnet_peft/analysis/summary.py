@@ -153,9 +153,9 @@ def report_section(report: Mapping[str, Any], analysis_root: Path, figure_dir: P
                    links_from: Path) -> list[str]:
     """Markdown lines of the RESULTS.md "Analysis" section; writes one combined drift figure per domain.
 
-    ``report``: the report's results (``espnet_peft.recipe.report.summarise``): each row's ``run_infos`` paths (one
-    per seed) name its experiment dirs; the first with an analysis is matched with the analysed model B. Rows
-    without an analysis are left out; no lines at all when nothing matches.
+    ``report``: the report's results (``espnet_peft.recipe.report.statistics.summarise``): each row's ``run_infos``
+    paths (one per seed) name its experiment dirs; the first with an analysis is matched with the analysed model B.
+    Rows without an analysis are left out; no lines at all when nothing matches.
     """
     from espnet_peft.analysis.plots import plot_drift
     from espnet_peft.analysis.seed_intervals import report_lines

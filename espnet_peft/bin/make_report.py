@@ -2,7 +2,7 @@
 
     python -m espnet_peft.bin.make_report --exp_root exp --out exp/report
 
-run_info.json schema: see espnet_peft/recipe/report.py. When EXP_ROOT/analysis (or --analysis_root) holds runs of
+run_info.json schema: see espnet_peft/recipe/report/schema.py. When EXP_ROOT/analysis (or --analysis_root) holds runs of
 espnet_peft.bin.analyze (the recipe's stage 13), RESULTS.md also gets an Analysis section: drift per method beside
 the forgetting numbers.
 """

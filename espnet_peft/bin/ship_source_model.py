@@ -24,7 +24,7 @@ import yaml
 from espnet_peft.atomic import atomic_write_text
 from espnet_peft.recipe import model_card
 from espnet_peft.recipe.provenance import file_sha256
-from espnet_peft.recipe.report import environment
+from espnet_peft.utils.environment import environment
 
 
 def pack(exp_dir: Path, model_file: Path, token_dir: Path, out: Path) -> None:

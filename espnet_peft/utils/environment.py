@@ -6,7 +6,7 @@ model's card (``espnet_peft.bin.ship_source_model``) and the benchmarks describe
 * :func:`package_version`: an installed distribution's version, from package metadata;
 * :func:`cpu_model`: the CPU's model name (``/proc/cpuinfo`` on Linux, read once per process);
 * :func:`gpu_names`: the NVIDIA GPUs, as ``nvidia-smi`` names them;
-* :func:`git_commit`: the checkout's commit, marked when tracked code differs from it;
+* :func:`head_commit`: the checkout's commit; :func:`git_commit`: the same, marked when tracked code differs;
 * :func:`environment`: all of these and the date, python and host, as the report records them.
 
 Only the standard library is imported: versions come from package metadata because importing torch or espnet here
@@ -71,11 +71,16 @@ def gpu_names() -> List[str]:
     return _run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"]).splitlines()
 
 
+def head_commit(repo: Path = REPO) -> Optional[str]:
+    """HEAD's short hash, unmarked; None outside a git checkout (or without git)."""
+    return _run(["git", "rev-parse", "--short", "HEAD"], cwd=repo) or None
+
+
 def git_commit(repo: Path = REPO) -> Optional[str]:
-    """HEAD's short hash, plus " (with uncommitted changes)" when tracked files other than :data:`GENERATED_FILES`
+    """:func:`head_commit`, plus " (with uncommitted changes)" when tracked files other than :data:`GENERATED_FILES`
     differ from it; None outside a git checkout (or without git)."""
-    commit = _run(["git", "rev-parse", "--short", "HEAD"], cwd=repo)
-    if not commit:
+    commit = head_commit(repo)
+    if commit is None:
         return None
     excluded = [f":(exclude){pattern}" for pattern in GENERATED_FILES]
     if _run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded], cwd=repo):
