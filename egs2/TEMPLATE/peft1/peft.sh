@@ -490,6 +490,8 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     finished_training "${dir}" "${domain}_train" "${domain}_dev" "${dir}/train.yaml.new" \
       --init_param "${source_dir}/model.pth" || status=$?
     if [ "${status}" -eq 2 ]; then failed+=("${dir}"); continue; fi
+    # finished from these very inputs: not handed to train(), which would hash its audio a second time
+    if [ "${status}" -eq 0 ]; then log "skip ${dir}: already trained"; rm -f "${dir}/train.yaml.new"; continue; fi
     ready+=("${domain} ${dir}")
   done 3<<< "${experiment_list}"
   for entry in "${ready[@]}"; do
