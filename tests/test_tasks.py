@@ -108,3 +108,33 @@ def test_inference_drop_in_decodes_an_adapter_only_checkpoint_on_its_base(task: 
     assert not wrong_base, f"{len(wrong_base)} of {len(base)} base tensors are not the init_param file's: {wrong_base[:5]}"
     wrong_adapters = [k for k, v in adapters.items() if not torch.equal(state[k], v)]
     assert not wrong_adapters, f"adapter tensors not loaded: {wrong_adapters[:5]}"
+
+
+TRAIN_ENTRY = {"asr": "espnet_peft.bin.asr_train", "s2t": "espnet_peft.bin.s2t_train",
+               "s2t_ctc": "espnet_peft.bin.s2t_ctc_train"}
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_deepspeed_is_refused_before_anything_is_built(task: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from espnet_peft.tasks.peft_task import DEEPSPEED_REFUSAL
+
+    output_dir = tmp_path / "exp"
+    entry = importlib.import_module(TRAIN_ENTRY[task])
+    with pytest.raises(SystemExit) as refused:
+        # no data, token list or config: the refusal must come before ESPnet would ask for them
+        entry.main(cmd=["--use_deepspeed", "true", "--output_dir", str(output_dir), "--ngpu", "2"])
+    message = str(refused.value.code)
+    assert DEEPSPEED_REFUSAL in message and "--use_deepspeed" in message and "--ngpu N" in message
+    assert not output_dir.exists()
+
+
+def test_deepspeed_refusal_reaches_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "espnet_peft.bin.asr_train", "--use_deepspeed", "true",
+                             "--output_dir", str(tmp_path / "exp")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "--use_deepspeed true is not supported by espnet_peft's tasks" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -4,7 +4,8 @@ What the mixin adds to a stock task:
   * ``--adapter espnet_peft`` is accepted on the command line (stock argparse choices only list lora/houlsby);
   * the trainer initialises SVD-dependent adapters after ``init_param`` loading (:class:`PeftTrainer`);
   * ``build_model_from_file`` also loads adapter-only checkpoints, taking the base from the config's ``init_param``;
-  * Whisper models (``encoder: whisper``) build offline from converted checkpoints (``espnet_peft.whisper.offline``).
+  * Whisper models (``encoder: whisper``) build offline from converted checkpoints (``espnet_peft.whisper.offline``);
+  * ``--use_deepspeed true`` is refused before anything is built (see :data:`DEEPSPEED_REFUSAL`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ from espnet_peft.whisper import offline as whisper_offline
 whisper_offline.install()
 
 
+#: ESPnet swaps in its DeepSpeedTrainer only for tasks on its default trainer (``AbsTask.main_worker`` raises "only
+#: default trainer is compatible with deepspeed" once the model and data are loaded, and silently ignores the option
+#: on one process). DeepSpeedTrainer has its own run loop and checkpoints, so the plugin's adapter initialisation
+#: after ``init_param`` and its adapter-only checkpoints would not happen.
+DEEPSPEED_REFUSAL = (
+    "--use_deepspeed true is not supported by espnet_peft's tasks: their trainer (espnet_peft.train.PeftTrainer) "
+    "initialises the adapters after --init_param and writes adapter-only checkpoints, which ESPnet's "
+    "DeepSpeedTrainer does not. Drop --use_deepspeed (and --deepspeed_config); multi-GPU training works with "
+    "--ngpu N (DDP), and --use_amp true gives mixed precision."
+)
+
+
 def widen_adapter_choices(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     for action in parser._actions:
         if "--adapter" in action.option_strings and action.choices is not None and ADAPTER_NAME not in action.choices:
@@ -38,6 +51,12 @@ class PeftTaskMixin:
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
         return widen_adapter_choices(super().get_parser())
+
+    @classmethod
+    def check_required_command_args(cls, args: argparse.Namespace) -> None:
+        if getattr(args, "use_deepspeed", False):
+            raise SystemExit(f"{cls.__name__}: {DEEPSPEED_REFUSAL}")
+        super().check_required_command_args(args)
 
     @classmethod
     def build_model_from_file(cls, config_file: Union[Path, str, None] = None,
