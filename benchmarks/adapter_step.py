@@ -343,6 +343,21 @@ def make_step(prepared: Prepared, features: torch.Tensor, lengths: torch.Tensor,
     return train_step if prepared.train else inference_step
 
 
+def warm_step_on_path(name: str, settings: Settings, path: Optional[str] = None) -> Callable[[], None]:
+    """Configuration ``name``'s training step, run once (lazy set-up and ``auto`` choices happen there); with
+    ``path`` every SSVD / SSVD-O layer is held on that compute path. For counting, not timing."""
+    from espnet_peft.injection import adapter_layers
+
+    prepared = prepare(name, settings)
+    if path is not None:
+        for layer in adapter_layers(prepared.model).values():
+            layer.config = layer.config.replace(compute_path=path)
+    features, lengths = make_inputs(settings)
+    step = make_step(prepared, features, lengths, settings)
+    step()
+    return step
+
+
 def compute_path_decisions() -> Dict[str, str]:
     """The cached ``auto`` choices, keyed readably: ``d_out x d_in, k range, tokens < 2^bucket, grad``."""
     from espnet_peft.tuners import compute_path

@@ -33,15 +33,7 @@ PATH_DEPENDENT = ("ssvd", "ssvd_o", "ssvd_matched_compute", "ssvd_o_matched_comp
 
 
 def count(name: str, settings: adapter_step.Settings, path: Optional[str]) -> int:
-    from espnet_peft.injection import adapter_layers
-
-    prepared = adapter_step.prepare(name, settings)
-    for layer in adapter_layers(prepared.model).values():
-        if path is not None:
-            layer.config = layer.config.replace(compute_path=path)
-    features, lengths = adapter_step.make_inputs(settings)
-    step = adapter_step.make_step(prepared, features, lengths, settings)
-    step()  # lazy initialisation outside the count
+    step = adapter_step.warm_step_on_path(name, settings, path)
     with FlopCounterMode(display=False) as counter:
         step()
     return int(counter.get_total_flops())

@@ -17,3 +17,21 @@ def test_matched_compute_k_is_the_largest_whose_per_token_work_fits_lora() -> No
     for d_out, d_in in shapes.values():
         assert k * (d_in + k + d_out) <= 16 * (d_in + d_out)
     assert any((k + 1) * (d_in + k + 1 + d_out) > 16 * (d_in + d_out) for d_out, d_in in shapes.values())
+
+
+def test_op_counter_tells_kernels_from_views() -> None:
+    import torch
+
+    from harness.op_count import count_ops
+
+    weight = torch.randn(3, 4, requires_grad=True)
+    x = torch.randn(2, 4)
+
+    def step() -> None:
+        (x @ weight.t()).view(-1).sum().backward()  # t and view are views; mm, sum and the backward's ops are not
+
+    step()
+    counts = count_ops(step)
+    assert counts["top_kernels"].get("aten.mm", 0) >= 2  # forward product and the weight gradient
+    assert "aten.t" not in counts["top_kernels"] and "aten.view" not in counts["top_kernels"]
+    assert counts["all"] > counts["kernels"] > 0
