@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adapter_step  # noqa: E402  (the timed benchmark's model, inputs and configurations)
-from harness.output import utc_timestamp, write_record  # noqa: E402
+from harness.output import save_if_asked, stamp  # noqa: E402
 
 CONFIGS = ("frozen_floor", "full_finetune", "lora", "dora", "pissa", "ssvd", "ssvd_o", "ssvd_matched_compute",
            "ssvd_o_matched_compute")
@@ -52,9 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         flops[f"{name}:{path}" if path else name] = count(name, settings, path)
     floor = flops["frozen_floor"]
     report = {
-        "benchmark": "adapter_step_flops",
-        "created": utc_timestamp(),
-        "command": ["python", "benchmarks/adapter_step_flops.py", *(argv if argv is not None else sys.argv[1:])],
+        **stamp("adapter_step_flops", argv),
         "settings": {"batch": settings.batch, "seconds": settings.seconds, "blocks": settings.blocks,
                      "lora_rank": settings.lora_rank, "outer_share": settings.outer_share},
         "counter": "torch.utils.flop_counter.FlopCounterMode, one training step after one warm-up step",
@@ -63,9 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     }
     for name, value in flops.items():
         print(f"{name:34s} {value / 1e9:8.2f} GFLOP  {value / floor:6.3f} x floor")
-    if args.output:
-        write_record(args.output, report)
-        print(f"wrote {args.output}")
+    save_if_asked(args.output, report)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import adapter_step  # noqa: E402  (the timed benchmark's model, inputs and configurations)
 from harness.op_count import count_ops  # noqa: E402
-from harness.output import utc_timestamp, write_record  # noqa: E402
+from harness.output import save_if_asked, stamp  # noqa: E402
 
 CONFIGS = ("frozen_floor", "full_finetune", "lora", "dora", "pissa", "ssvd", "ssvd_o", "peft_lora", "peft_dora")
 
@@ -44,9 +44,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     floor = counts["frozen_floor"]
     extra = {name: {kind: c[kind] - floor[kind] for kind in ("all", "kernels")} for name, c in counts.items()}
     report = {
-        "benchmark": "adapter_step_ops",
-        "created": utc_timestamp(),
-        "command": ["python", "benchmarks/adapter_step_ops.py", *(argv if argv is not None else sys.argv[1:])],
+        **stamp("adapter_step_ops", argv),
         "settings": {"batch": settings.batch, "seconds": settings.seconds, "blocks": settings.blocks,
                      "lora_rank": settings.lora_rank, "outer_share": settings.outer_share, "compute_path": "auto"},
         "counter": "aten operators below autograd (TorchDispatchMode), forward and backward of one training step "
@@ -58,9 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     }
     for name, c in counts.items():
         print(f"{name:16s} all {c['all']:6d}  kernels {c['kernels']:6d}  extra kernels {extra[name]['kernels']:6d}")
-    if args.output:
-        write_record(args.output, report)
-        print(f"wrote {args.output}")
+    save_if_asked(args.output, report)
 
 
 if __name__ == "__main__":
